@@ -1,0 +1,23 @@
+"""USER/PASS login (RFC 1939): the password in clear, the last resort in
+``auto`` selection and always offered."""
+
+from __future__ import annotations
+
+from rpopcore.hookspecs import hookimpl
+
+
+class UserPass:
+    name = "userpass"
+    auto_rank = 100
+
+    def offered(self, context) -> bool:
+        return True
+
+    async def authenticate(self, client, context, secret: str) -> None:
+        await client.user(context.record.account)
+        await client.pass_(secret)
+
+
+@hookimpl
+def rpop_auth_mechanisms():
+    return [UserPass()]

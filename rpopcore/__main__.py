@@ -1,0 +1,5 @@
+import sys
+
+from rpopcore.cli import main
+
+sys.exit(main())

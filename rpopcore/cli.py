@@ -1,0 +1,194 @@
+"""The ``rpop`` command: a thin layer over :class:`rpopcore.service.Site`.
+
+Bad input -- a file, key or value -- prints one line on stderr and exits 2;
+nothing the user can cause prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from rpopcore import __version__, errors
+from rpopcore.config.site import DEFAULT_SITE_FILE
+from rpopcore.durations import format_duration
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        raise errors.ConfigError(f"{message} (see 'rpop --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rpop", description="Retrieve mail from remote POP3 mailboxes and deliver it locally.")
+    parser.add_argument("--version", action="version", version=f"rpop {__version__}")
+    parser.add_argument(
+        "-c", "--config", metavar="SITE.toml", default=os.environ.get("RPOP_CONFIG", "rpop.toml"),
+        help="the site file (default: $RPOP_CONFIG or ./rpop.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("init", help="create a site: DIR/rpop.toml, a secrets key, SQLite state, Maildir delivery")
+    p.add_argument("dir", type=Path)
+    p = sub.add_parser("apply", help="make the stored settings, domains and records what a declarative file says")
+    p.add_argument("file", type=Path)
+    p = sub.add_parser("poll", help="poll records now")
+    p.add_argument("--once", action="store_true", help="poll once and exit (the only mode; 'rpop run' polls on schedule)")
+    p.add_argument("--record", type=int, action="append", metavar="ID", help="poll only this record (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help="one row per record: last poll, error")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("run", help="the daemon: poll every record on its schedule until SIGTERM")
+    p = sub.add_parser("plugins", help="list loaded plugins")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("settings", help="the module settings in force, with their defaults")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return EXIT_BAD_INPUT
+        return asyncio.run(_dispatch(args))
+    except errors.ConfigError as exc:
+        print(f"rpop: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, but say how to learn more
+        if os.environ.get("RPOP_DEBUG"):
+            raise
+        print(f"rpop: internal error: {type(exc).__name__}: {exc} (set RPOP_DEBUG=1 for details)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _dispatch(args) -> int:
+    if args.command == "init":
+        return _init(args.dir)
+    if args.command == "demo":
+        from rpopcore.demo import run_demo
+
+        return await run_demo(keep=args.keep)
+    if args.command == "plugins":
+        return _plugins(args.json)
+    from rpopcore.service import Site
+
+    site = await Site.open(Path(args.config))
+    try:
+        settings = await site.store.load_settings()
+        site.configure_logging(settings.log_level)
+        if args.command == "apply":
+            records = await site.apply(args.file)
+            print(f"applied {args.file}: {len(records)} records")
+            return EXIT_OK
+        if args.command == "poll":
+            results = await site.poll_once(args.record)
+            _print_poll(results, args.json)
+            return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
+        if args.command == "status":
+            _print_status(await site.status(), args.json)
+            return EXIT_OK
+        if args.command == "settings":
+            _print_settings(settings, args.json)
+            return EXIT_OK
+        if args.command == "run":
+            from rpopcore.scheduler import run_daemon
+
+            return await run_daemon(site)
+    finally:
+        await site.close()
+    return EXIT_BAD_INPUT
+
+
+def _init(folder: Path) -> int:
+    from rpopcore.secrets import create_key_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    site = folder / "rpop.toml"
+    if site.exists():
+        raise errors.ConfigError(f"{site}: already exists; remove it or choose another folder")
+    key = folder / "rpop.key"
+    if not key.exists():
+        create_key_file(key)
+    site.write_text(DEFAULT_SITE_FILE)
+    print(f"created {site} and {key} (keep the key secret and backed up: it decrypts stored passwords)")
+    return EXIT_OK
+
+
+def _plugins(as_json: bool) -> int:
+    from rpopcore.plugins import describe, plugin_manager
+
+    rows = describe(plugin_manager())
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']:<12} {row['distribution'] or '-':<26} {row['version'] or '-':<8} {', '.join(row['hooks'])}")
+    return EXIT_OK
+
+
+def _print_poll(results, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([
+            {"id": r.record_id, "retrieved": r.retrieved, "delivered": r.delivered, "error": r.error} for r in results
+        ], indent=2))
+        return
+    if not results:
+        print("no records to poll")
+    for r in results:
+        line = f"record {r.record_id}: {r.retrieved} retrieved, {r.delivered} delivered"
+        print(line + (f"; failed: {r.error}: {r.detail}" if r.error else ""))
+
+
+def _print_status(rows, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'ID':>4}  {'KIND':<8} {'OWNER':<24} {'ACCOUNT@HOST':<36} {'EVERY':<9} LAST")
+    for row in rows:
+        every = format_duration(row["poll_every"]) if row["poll_every"] else "disabled"
+        where = f"{row['account']}@{row['host']}"
+        last = row["last"] or "not yet"
+        print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {every:<9} {last}")
+
+
+def _print_settings(settings, as_json: bool) -> None:
+    import attrs
+
+    from rpopcore.model import ModuleSettings
+
+    defaults = ModuleSettings()
+    rows = [
+        {"name": f.name, "value": getattr(settings, f.name), "default": getattr(defaults, f.name)}
+        for f in attrs.fields(ModuleSettings)
+    ]
+    if as_json:
+        print(json.dumps({r["name"]: {"value": r["value"], "default": r["default"]} for r in rows}, indent=2))
+        return
+    for r in rows:
+        value, default = _show(r["name"], r["value"]), _show(r["name"], r["default"])
+        print(f"{r['name']:<26} {value:<20} (default {default})")
+
+
+def _show(name: str, value) -> str:
+    if name.startswith(("delay_", "min_poll")) or name == "timeout":
+        return format_duration(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

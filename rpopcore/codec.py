@@ -1,0 +1,54 @@
+"""Turning records, settings and the directory into JSON-able dicts and back.
+Every state store uses this one codec, so stores differ only in where they
+keep the text, and a record read back is equal to the record written."""
+
+from __future__ import annotations
+
+import attrs
+
+from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef
+
+
+def record_to_dict(record: RemoteRecord) -> dict:
+    data = attrs.asdict(record, recurse=False)
+    data["kind"] = record.kind.value
+    data["secret"] = {"source": record.secret.source, "value": record.secret.value}
+    data["options"] = dict(record.options)
+    del data["id"]
+    return data
+
+
+def record_from_dict(data: dict, record_id: int | None) -> RemoteRecord:
+    data = dict(data)
+    data["kind"] = RecordKind(data["kind"])
+    data["secret"] = SecretRef(**data["secret"])
+    fields = {f.name for f in attrs.fields(RemoteRecord)}
+    return RemoteRecord(id=record_id, **{k: v for k, v in data.items() if k in fields})
+
+
+def settings_to_dict(settings: ModuleSettings) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(settings).items()}
+
+
+def settings_from_dict(data: dict) -> ModuleSettings:
+    fields = {f.name for f in attrs.fields(ModuleSettings)}
+    return ModuleSettings(**{k: v for k, v in data.items() if k in fields})
+
+
+def directory_to_dict(directory: Directory) -> dict:
+    return {
+        "domains": [
+            {
+                "name": d.name,
+                "main": d.main,
+                "accounts": sorted(d.accounts),
+                "aliases": dict(d.aliases),
+                "ip_addresses": list(d.ip_addresses),
+            }
+            for d in directory.domains
+        ]
+    }
+
+
+def directory_from_dict(data: dict) -> Directory:
+    return Directory(domains=tuple(Domain(**d) for d in data.get("domains", ())))

@@ -1,0 +1,224 @@
+"""Declarative files: module settings (``[rpop]``), local domains
+(``[[domain]]``) and remote mailboxes (``[[remote]]`` per user,
+``[[unified]]`` domain-wide), named after the seed's fields.
+
+Reading a file produces a :class:`Declaration`: values only, checked, with
+passwords already sealed by the site key.  Applying it is
+:meth:`rpopcore.service.Site.apply`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import attrs
+
+from rpopcore import activity, errors
+from rpopcore.config.schema import (
+    Key,
+    boolean,
+    duration,
+    integer,
+    non_empty_string,
+    one_of,
+    poll_period,
+    read_table,
+    read_toml,
+    string,
+    string_list,
+    string_map,
+)
+from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef, split_host
+from rpopcore.model import LOG_LEVELS
+from rpopcore.secrets import Keyring
+
+SETTINGS_KEYS = {
+    "processors": Key(integer),
+    "delay_failed_hosts": Key(duration),
+    "delay_failed_accounts": Key(duration),
+    "min_poll_period_for_users": Key(duration),
+    "max_accounts_per_user": Key(integer),
+    "use_apop": Key(boolean),
+    "allow_self_poll": Key(boolean),
+    "own_addresses": Key(string_list),
+    "default_ip_address": Key(string),
+    "use_domain_ip_addresses": Key(boolean),
+    "activity_schedule": Key(lambda value: _checked(string_list(value), activity.parse_schedule)),
+    "time_zone": Key(lambda value: _checked(non_empty_string(value), activity.zone)),
+    "log_level": Key(one_of(*LOG_LEVELS)),
+    "timeout": Key(duration),
+    "max_status_line": Key(integer),
+}
+
+DOMAIN_KEYS = {
+    "name": Key(non_empty_string),
+    "main": Key(boolean, False),
+    "accounts": Key(string_list, ()),
+    "aliases": Key(string_map, {}),
+    "ip_addresses": Key(string_list, ()),
+}
+
+_COMMON_RECORD_KEYS = {
+    "poll_every": Key(poll_period, 600),
+    "account": Key(non_empty_string),
+    "host": Key(non_empty_string),
+    "password": Key(string, None),
+    "password_env": Key(non_empty_string, None),
+    "password_file": Key(non_empty_string, None),
+    "leave": Key(boolean, True),
+    "apop": Key(boolean, False),
+    "tls": Key(boolean, False),
+    "tls_verify": Key(boolean, True),
+    "ca_file": Key(string, ""),
+    "starttls": Key(one_of("auto", "required", "never"), "auto"),
+    "auth": Key(non_empty_string, "auto"),
+    "timeout": Key(duration, None),
+    "set_by": Key(one_of("admin", "user"), "admin"),
+}
+REMOTE_KEYS = {"owner": Key(non_empty_string), **_COMMON_RECORD_KEYS}
+UNIFIED_KEYS = {**_COMMON_RECORD_KEYS, "special_field": Key(string, ""), "dedupe": Key(boolean, True)}
+
+
+def _checked(value, check):
+    check(value)
+    return value
+
+
+@attrs.frozen
+class Declaration:
+    settings: ModuleSettings
+    directory: Directory
+    records: tuple[RemoteRecord, ...]
+
+
+def read_declaration(
+    path: Path,
+    keyring: Keyring,
+    auth_names: Iterable[str],
+    route: Callable[[str, Directory], str | None],
+) -> Declaration:
+    """Read and check a declarative file.
+
+    :param auth_names: the mechanism names installed plugins provide, so a
+        typo in ``auth`` is caught now rather than at the first poll.
+    :param route: the routing hook, to check that each owner is a local
+        account.
+    """
+    path = Path(path).absolute()
+    doc = read_toml(path)
+    settings = ModuleSettings(**read_table(doc.get("rpop", {}), _optional(SETTINGS_KEYS), f"{path}: [rpop]"))
+    directory = _directory(doc.get("domain", []), path)
+    auth_names = {"auto", *auth_names}
+    records: list[RemoteRecord] = []
+    seen: dict[tuple, str] = {}
+    for kind, keys in (("remote", REMOTE_KEYS), ("unified", UNIFIED_KEYS)):
+        entries = doc.get(kind, [])
+        if not isinstance(entries, list):
+            raise errors.ConfigError(f"{path}: write each record as [[{kind}]], not [{kind}]")
+        for index, entry in enumerate(entries, 1):
+            where = f"{path}: [[{kind}]] #{index}"
+            values = read_table(entry, keys, where)
+            record = _record(kind, values, where, path.parent, keyring, auth_names, directory, route)
+            if record.natural_key in seen:
+                raise errors.ConfigError(f"{where}: the same mailbox as {seen[record.natural_key]}; remove one")
+            seen[record.natural_key] = f"[[{kind}]] #{index}"
+            records.append(record)
+    return Declaration(settings=settings, directory=directory, records=tuple(records))
+
+
+def _optional(keys: dict[str, Key]) -> dict[str, Key]:
+    """Settings not given keep their defaults (the ModuleSettings defaults)."""
+    defaults = ModuleSettings()
+    return {name: Key(key.convert, getattr(defaults, name)) for name, key in keys.items()}
+
+
+def _directory(entries, path: Path) -> Directory:
+    if not isinstance(entries, list):
+        raise errors.ConfigError(f"{path}: write each domain as [[domain]], not [domain]")
+    domains = []
+    names = set()
+    for index, entry in enumerate(entries, 1):
+        where = f"{path}: [[domain]] #{index}"
+        values = read_table(entry, DOMAIN_KEYS, where)
+        name = values["name"].lower()
+        if name in names:
+            raise errors.ConfigError(f"{where}: domain '{name}' is declared twice")
+        names.add(name)
+        accounts = {a.lower() for a in values["accounts"]}
+        for alias, target in values["aliases"].items():
+            if target.lower() not in accounts:
+                raise errors.ConfigError(
+                    f"{where}: key 'aliases': alias '{alias}' points to '{target}', which is not in accounts"
+                )
+            if alias.lower() in accounts:
+                raise errors.ConfigError(f"{where}: key 'aliases': '{alias}' is both an account and an alias")
+        domains.append(Domain(**values))
+    mains = [d for d in domains if d.main]
+    if len(mains) > 1:
+        raise errors.ConfigError(
+            f"{path}: [[domain]]: {', '.join(d.name for d in mains)} are all main = true; exactly one domain is the main domain"
+        )
+    if not mains and len(domains) > 1:
+        raise errors.ConfigError(f"{path}: [[domain]]: no domain has main = true; mark exactly one as the main domain")
+    if not mains and domains:
+        domains[0] = attrs.evolve(domains[0], main=True)
+    return Directory(domains=tuple(domains))
+
+
+def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, directory, route) -> RemoteRecord:
+    given = [k for k in ("password", "password_env", "password_file") if values[k] is not None]
+    if len(given) > 1:
+        raise errors.ConfigError(f"{where}: give only one of {', '.join(given)}")
+    if values["password"] is not None:
+        secret = keyring.seal(values["password"])
+    elif values["password_env"] is not None:
+        secret = SecretRef("env", values["password_env"])
+    elif values["password_file"] is not None:
+        secret = SecretRef("file", str(base / values["password_file"]))
+    else:
+        secret = SecretRef()
+    try:
+        split_host(values["host"], values["tls"])
+    except ValueError as exc:
+        raise errors.ConfigError(f"{where}: key 'host': {exc}; write host or host:port") from None
+    if values["auth"] not in auth_names:
+        raise errors.ConfigError(
+            f"{where}: key 'auth': no installed plugin provides {values['auth']!r}; "
+            f"choose one of {', '.join(sorted(auth_names))}"
+        )
+    ca_file = values["ca_file"]
+    if ca_file:
+        ca_path = base / ca_file
+        if not ca_path.is_file():
+            raise errors.ConfigError(f"{where}: key 'ca_file': {ca_path} is not a readable file; give a PEM CA bundle")
+        ca_file = str(ca_path)
+    owner = None
+    if kind == "remote":
+        owner = route(values["owner"], directory)
+        if owner is None:
+            raise errors.ConfigError(
+                f"{where}: key 'owner': {values['owner']!r} is not a local account; "
+                "add it to a [[domain]]'s accounts (or aliases)"
+            )
+    extra = {}
+    if kind == "unified":
+        extra = {"special_field": values["special_field"].strip(), "dedupe": values["dedupe"]}
+    return RemoteRecord(
+        kind=RecordKind(kind),
+        owner=owner,
+        account=values["account"],
+        host=values["host"],
+        poll_every=values["poll_every"],
+        secret=secret,
+        leave=values["leave"],
+        apop=values["apop"],
+        tls=values["tls"],
+        tls_verify=values["tls_verify"],
+        ca_file=ca_file,
+        starttls=values["starttls"],
+        auth=values["auth"],
+        timeout=values["timeout"],
+        set_by=values["set_by"],
+        **extra,
+    )

@@ -1,0 +1,129 @@
+"""A small schema for TOML tables: which keys a table takes, how each value
+is converted, and the one-line error for anything else."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from rpopcore import errors
+from rpopcore.durations import parse_duration
+
+REQUIRED = object()
+
+
+@attrs.frozen
+class Key:
+    """One key of a table: its converter (raises ValueError with a message
+    that says what is expected) and its default (:data:`REQUIRED` if none)."""
+
+    convert: Callable[[Any], Any]
+    default: Any = REQUIRED
+
+
+def read_toml(path: Path) -> dict:
+    """Parse a TOML file or raise a ConfigError naming the file and line."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise errors.ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise errors.ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def read_table(table: Any, keys: Mapping[str, Key], where: str) -> dict[str, Any]:
+    """Check ``table`` against ``keys``; return every key's converted value
+    (defaults filled in).  ``where`` prefixes errors: ``"site.toml: [[remote]] #2"``."""
+    if not isinstance(table, dict):
+        raise errors.ConfigError(f"{where}: expected a table, got {type(table).__name__}")
+    for name in table:
+        if name not in keys:
+            close = difflib.get_close_matches(name, list(keys), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(keys))}"
+            raise errors.ConfigError(f"{where}: unknown key '{name}'{hint}")
+    values: dict[str, Any] = {}
+    for name, key in keys.items():
+        if name in table:
+            try:
+                values[name] = key.convert(table[name])
+            except (ValueError, TypeError) as exc:
+                raise errors.ConfigError(f"{where}: key '{name}': {exc}") from None
+        elif key.default is REQUIRED:
+            raise errors.ConfigError(f"{where}: key '{name}' is missing; it is required")
+        else:
+            values[name] = key.default
+    return values
+
+
+# --- converters: each raises ValueError saying what it expects --------------
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string in quotes, got {value!r}")
+    return value
+
+
+def non_empty_string(value: Any) -> str:
+    if not string(value).strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"expected 0 or more, got {value}")
+    return value
+
+
+def duration(value: Any) -> int:
+    return parse_duration(value)
+
+
+def string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, like [\"a\", \"b\"], got {value!r}")
+    return tuple(value)
+
+
+def string_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"expected a table of strings, like {{ al = \"alice\" }}, got {value!r}")
+    return dict(value)
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        return value
+
+    return convert
+
+
+def poll_period(value: Any) -> int | None:
+    """A duration, or "disabled" (None: kept but never polled)."""
+    if value == "disabled":
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"expected \"disabled\" or a duration like \"10m\", got {value!r}") from None
+    if seconds == 0:
+        raise ValueError("a poll period of 0 would poll without pause; give a duration, or \"disabled\"")
+    return seconds

@@ -1,0 +1,100 @@
+"""The site file: where state, mail, the secrets key and the log live.
+
+Relative paths are relative to the site file's folder.  A site file may also
+carry declarative sections ([rpop], [[domain]], [[remote]], [[unified]]);
+those are read by :mod:`rpopcore.config.declarative` when the file is applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+
+from rpopcore import errors
+from rpopcore.config.schema import Key, read_table, read_toml, string
+
+DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
+SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces")
+
+DEFAULT_SITE_FILE = """\
+# rpop site file: where state and mail live.  Relative paths are relative to
+# this file's folder.  Records, domains and module settings go in a
+# declarative file applied with 'rpop -c THIS apply DECL.toml' (this file may
+# carry them too).
+
+[delivery]
+plugin = "maildir"
+root = "mail"
+
+[state]
+plugin = "sqlite"
+
+[secrets]
+key_file = "rpop.key"
+"""
+
+
+@attrs.frozen
+class PluginChoice:
+    """``[delivery]`` or ``[state]``: the plugin name and the rest of the
+    table, which the plugin checks itself."""
+
+    name: str
+    options: Mapping[str, Any]
+
+
+@attrs.frozen
+class SiteConfig:
+    path: Path
+    delivery: PluginChoice
+    state: PluginChoice
+    key_file: Path
+    log_file: Path | None
+    bounce_relay: str
+    bounce_spool: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def load_site(path: Path) -> SiteConfig:
+    path = Path(path).absolute()
+    doc = read_toml(path)
+    for name in doc:
+        if name not in SITE_TABLES + DECLARATIVE_TABLES:
+            raise errors.ConfigError(
+                f"{path}: unknown table [{name}]; a site file has "
+                f"{', '.join('[' + t + ']' for t in SITE_TABLES + DECLARATIVE_TABLES)}"
+            )
+    base = path.parent
+    delivery = _plugin_choice(doc, "delivery", path)
+    state = _plugin_choice(doc, "state", path)
+    secrets = read_table(doc.get("secrets", {}), {"key_file": Key(string, "rpop.key")}, f"{path}: [secrets]")
+    log = read_table(doc.get("log", {}), {"file": Key(string, "")}, f"{path}: [log]")
+    bounces = read_table(
+        doc.get("bounces", {}), {"relay": Key(string, ""), "spool": Key(string, "bounces")}, f"{path}: [bounces]"
+    )
+    return SiteConfig(
+        path=path,
+        delivery=delivery,
+        state=state,
+        key_file=base / secrets["key_file"],
+        log_file=(base / log["file"]) if log["file"] else None,
+        bounce_relay=bounces["relay"],
+        bounce_spool=base / bounces["spool"],
+    )
+
+
+def _plugin_choice(doc: dict, table: str, path: Path) -> PluginChoice:
+    section = doc.get(table)
+    if section is None:
+        raise errors.ConfigError(f"{path}: the [{table}] table is missing; 'rpop init DIR' writes a complete site file")
+    if not isinstance(section, dict):
+        raise errors.ConfigError(f"{path}: [{table}] must be a table")
+    name = section.get("plugin")
+    if not isinstance(name, str) or not name:
+        raise errors.ConfigError(f"{path}: [{table}] key 'plugin' is missing; name the {table} plugin, e.g. plugin = \"{'maildir' if table == 'delivery' else 'sqlite'}\"")
+    return PluginChoice(name=name, options={k: v for k, v in section.items() if k != "plugin"})

@@ -1,0 +1,141 @@
+"""Errors as types, each mapped to one stable error code.
+
+The code is what users see in ``status`` (the seed's "Last" field holds it after
+a failed poll), in ``poll --json`` and in logs.  Codes never change once
+published; :data:`ERROR_CODES` lists them all, built from the classes below.
+"""
+
+from __future__ import annotations
+
+
+class RpopError(Exception):
+    """Base of every error rpop reports to a user."""
+
+    code = "internal-error"
+
+
+class ConfigError(RpopError):
+    """Bad input: a file, key or value the user must fix.  The CLI prints the
+    message as one line and exits with status 2."""
+
+    code = "bad-config"
+
+
+class PollError(RpopError):
+    """A poll of one record failed; ``code`` says why.
+
+    ``account_failure`` marks errors that the scheduler treats as "the mailbox
+    could not be opened or the connection broke during retrieval" (the seed's
+    Delay Failed Accounts); ``host_failure`` marks "could not connect to the
+    host" (Delay Failed Hosts).
+    """
+
+    code = "poll-failed"
+    account_failure = True
+    host_failure = False
+
+
+class ConnectFailed(PollError):
+    """The TCP connection to the host could not be made."""
+
+    code = "connect-failed"
+    account_failure = False
+    host_failure = True
+
+
+class TlsFailed(PollError):
+    """TLS could not be set up: the handshake failed, the certificate could not
+    be verified, or TLS was required and the server does not offer it."""
+
+    code = "tls-failed"
+
+
+class AuthFailed(PollError):
+    """The server refused the credentials."""
+
+    code = "auth-failed"
+
+
+class MailboxLocked(PollError):
+    """``-ERR [IN-USE]``: another session holds the remote mailbox."""
+
+    code = "mailbox-locked"
+
+
+class LoginDelay(PollError):
+    """``-ERR [LOGIN-DELAY]``: the server allows logins only so often."""
+
+    code = "login-delay"
+
+
+class NoUidl(PollError):
+    """The server has no UIDL, so mail cannot be left on it safely."""
+
+    code = "no-uidl"
+
+
+class ProtocolError(PollError):
+    """The server's answer was malformed, truncated or out of order."""
+
+    code = "protocol-error"
+
+
+class Timeout(PollError):
+    """A network step took longer than the record's ``timeout``."""
+
+    code = "timeout"
+
+
+class ServerTemporaryFailure(PollError):
+    """``-ERR [SYS/TEMP]`` (RFC 3206): the server has a passing problem."""
+
+    code = "server-temporary"
+
+
+class ServerPermanentFailure(PollError):
+    """``-ERR [SYS/PERM]`` (RFC 3206): the server says retrying will not help."""
+
+    code = "server-permanent"
+
+
+class DeliveryFailed(PollError):
+    """Local delivery failed temporarily; the message stays on the server."""
+
+    code = "delivery-failed"
+    account_failure = False
+
+
+class SelfPollRefused(PollError):
+    """The host resolves to one of this machine's own addresses."""
+
+    code = "self-poll-refused"
+    account_failure = False
+
+
+class MechanismUnavailable(PollError):
+    """The chosen authentication mechanism cannot be used with this server;
+    in ``auto`` selection the next mechanism is tried."""
+
+    code = "auth-unavailable"
+
+
+class SecretUnavailable(PollError):
+    """The record's secret cannot be read: key file, environment variable or
+    password file missing or wrong."""
+
+    code = "secret-unavailable"
+    account_failure = False
+
+
+def _all_codes() -> dict[str, type[RpopError]]:
+    table: dict[str, type[RpopError]] = {}
+    pending: list[type[RpopError]] = [RpopError]
+    while pending:
+        cls = pending.pop()
+        table.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return table
+
+
+#: Every stable error code and the error type that carries it.
+ERROR_CODES: dict[str, type[RpopError]] = _all_codes()

@@ -1,0 +1,271 @@
+"""The values that cross the hooks: records, settings, the local directory,
+envelopes and delivery outcomes.
+
+All are frozen attrs classes: a value is checked once, when it is made (when a
+file is read, when a form is submitted), and cannot change afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from typing import Mapping
+
+import attrs
+
+from rpopcore import activity
+from rpopcore.durations import parse_duration
+
+
+# --- module settings -------------------------------------------------------
+
+LOG_LEVELS = ("none", "major", "problems", "low-level", "all")
+
+
+def _valid_schedule(_inst, _attribute, value):
+    activity.parse_schedule(value)
+
+
+def _valid_zone(_inst, _attribute, value):
+    activity.zone(value)
+
+
+def _non_negative(_inst, attribute, value):
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative")
+
+
+@attrs.frozen
+class ModuleSettings:
+    """The RPOP module settings (the seed's "Configuring the RPOP module").
+
+    Durations are whole seconds.  Defaults are what an installation starts
+    with; ``rpop settings`` shows both.
+    """
+
+    processors: int = attrs.field(default=10, validator=_non_negative)
+    delay_failed_hosts: int = attrs.field(default=600, converter=parse_duration)
+    delay_failed_accounts: int = attrs.field(default=600, converter=parse_duration)
+    min_poll_period_for_users: int = attrs.field(default=600, converter=parse_duration)
+    max_accounts_per_user: int = attrs.field(default=5, validator=_non_negative)
+    use_apop: bool = True
+    allow_self_poll: bool = False
+    own_addresses: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    default_ip_address: str = ""
+    use_domain_ip_addresses: bool = False
+    activity_schedule: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_valid_schedule)
+    time_zone: str = attrs.field(default="UTC", validator=_valid_zone)
+    log_level: str = attrs.field(default="problems", validator=attrs.validators.in_(LOG_LEVELS))
+    timeout: int = attrs.field(default=30, converter=parse_duration)
+    max_status_line: int = attrs.field(default=65536, validator=_non_negative)
+
+
+# --- the local directory ---------------------------------------------------
+
+
+@attrs.frozen
+class Domain:
+    """A local domain: its accounts, aliases (alias -> account) and assigned
+    IP addresses (the first is the source address when
+    ``use_domain_ip_addresses`` is on)."""
+
+    name: str = attrs.field(converter=str.lower)
+    main: bool = False
+    accounts: frozenset[str] = attrs.field(
+        factory=frozenset, converter=lambda xs: frozenset(x.lower() for x in xs)
+    )
+    aliases: Mapping[str, str] = attrs.field(
+        factory=dict, converter=lambda m: {k.lower(): v.lower() for k, v in dict(m).items()}
+    )
+    ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class Directory:
+    """Every local domain.  Exactly one is the main domain when any exist."""
+
+    domains: tuple[Domain, ...] = attrs.field(default=(), converter=tuple)
+
+    def domain(self, name: str) -> Domain | None:
+        name = name.lower()
+        for domain in self.domains:
+            if domain.name == name:
+                return domain
+        return None
+
+    @property
+    def main_domain(self) -> Domain | None:
+        for domain in self.domains:
+            if domain.main:
+                return domain
+        return self.domains[0] if self.domains else None
+
+
+# --- remote account records ------------------------------------------------
+
+
+class RecordKind(str, enum.Enum):
+    REMOTE = "remote"  # a remote mailbox polled for one local user
+    UNIFIED = "unified"  # a Unified Domain-Wide Account
+
+
+@attrs.frozen
+class SecretRef:
+    """Where a record's secret comes from.
+
+    ``stored``: ``value`` is a Fernet token encrypted with the site key;
+    ``env``: ``value`` names an environment variable; ``file``: ``value`` is a
+    path whose first line is the secret; ``none``: no secret.
+    """
+
+    source: str = attrs.field(default="none", validator=attrs.validators.in_(("stored", "env", "file", "none")))
+    value: str = attrs.field(default="", repr=False)
+
+
+def split_host(host: str, tls: bool) -> tuple[str, int]:
+    """``pop.example.com:1110`` -> (name, port); the port defaults to 110, or
+    995 for implicit TLS.  IPv6 literals go in brackets: ``[::1]:1110``."""
+    host = host.strip()
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+    else:
+        name, port = host, ""
+    if not name:
+        raise ValueError("the host name is empty")
+    if port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+        return name, int(port)
+    return name, 995 if tls else 110
+
+
+@attrs.frozen
+class RemoteRecord:
+    """One remote mailbox to poll (a row of the seed's account tables).
+
+    ``id`` is given by the state store.  ``poll_every`` is seconds, or None for
+    "disabled" (kept, never polled by the scheduler).  ``owner`` is the local
+    address mail goes to for per-user records and None for unified ones.
+    """
+
+    kind: RecordKind = attrs.field(converter=RecordKind)
+    account: str
+    host: str
+    id: int | None = None
+    owner: str | None = None
+    poll_every: int | None = 600
+    secret: SecretRef = attrs.field(factory=SecretRef, repr=False)
+    leave: bool = True
+    apop: bool = False
+    tls: bool = False
+    tls_verify: bool = True
+    ca_file: str = ""
+    starttls: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "required", "never")))
+    auth: str = "auto"
+    timeout: int | None = None
+    special_field: str = ""
+    dedupe: bool = True
+    set_by: str = attrs.field(default="admin", validator=attrs.validators.in_(("admin", "user")))
+    options: Mapping[str, object] = attrs.field(factory=dict, repr=False)
+
+    def __attrs_post_init__(self):
+        split_host(self.host, self.tls)  # validates
+        if self.kind is RecordKind.REMOTE and not self.owner:
+            raise ValueError("a per-user record needs an owner")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host name, port) to connect to."""
+        return split_host(self.host, self.tls)
+
+    @property
+    def natural_key(self) -> tuple[str, str, str]:
+        """What identifies a record across re-applies of a declarative file."""
+        return (self.kind.value, (self.owner or "").lower(), f"{self.account}@{self.host.lower()}")
+
+
+# --- status ----------------------------------------------------------------
+
+
+@attrs.frozen
+class PollStatus:
+    """The outcome of the latest poll of a record (the seed's "Last" field):
+    ``last_success`` is when the latest successful poll ended; ``error`` is the
+    code of the latest attempt when it failed, else None."""
+
+    record_id: int
+    last_success: _dt.datetime | None = None
+    last_attempt: _dt.datetime | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+# --- envelopes and delivery ------------------------------------------------
+
+
+@attrs.frozen
+class Recipient:
+    """One envelope recipient.
+
+    ``address`` is where delivery goes: the final local address
+    (``localpart@domain`` with aliases resolved) or, for relayed mail, a
+    remote one.  ``original`` is the address as the message named it (RFC 3464
+    Original-Recipient).  ``report_failure`` is the seed's "report on failure"
+    flag: only such recipients ever cause a delivery status notification.
+    """
+
+    address: str
+    report_failure: bool = False
+    original: str = ""
+    local: bool = True
+
+    @property
+    def localpart(self) -> str:
+        return self.address.rpartition("@")[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@attrs.frozen
+class Envelope:
+    """The rebuilt SMTP envelope: ``sender`` ("" is the null sender ``<>``)
+    and the recipients.  ``remove_fields`` names header fields to strip from
+    the delivered copy (always Return-Path; the special field for unified
+    records)."""
+
+    sender: str
+    recipients: tuple[Recipient, ...] = attrs.field(converter=tuple)
+    remove_fields: frozenset[str] = attrs.field(
+        default=frozenset({"return-path"}), converter=lambda xs: frozenset(x.lower() for x in xs) | {"return-path"}
+    )
+
+
+class Outcome(str, enum.Enum):
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"  # try again later: the message stays on the server
+    PERMANENT = "permanent"  # will never succeed for this recipient
+
+
+@attrs.frozen
+class RecipientOutcome:
+    """What happened to one recipient of one message."""
+
+    recipient: Recipient
+    outcome: Outcome
+    detail: str = ""
+
+
+@attrs.frozen
+class PollResult:
+    """What one poll of one record did (``poll --json`` prints these)."""
+
+    record_id: int
+    retrieved: int = 0
+    delivered: int = 0
+    error: str | None = None
+    detail: str = ""

@@ -1,0 +1,301 @@
+"""Polling one record: connect, log in, retrieve, deliver, and only then
+delete or remember.
+
+The order of the steps is what keeps mail safe:
+
+1. RETR streams the message into a spool (memory, or a temp file when large).
+2. The recipient strategy rebuilds the envelope; the delivery agent delivers
+   and reports per recipient.  ``delivered`` means durable.
+3. Only when every recipient is complete is the UID remembered (state
+   store), and only then, with ``leave = false``, is DELE sent.
+4. QUIT commits the deletions.  A session cut before QUIT deletes nothing;
+   the remembered UIDs make the next poll skip (and delete) what was
+   delivered already, so nothing arrives twice.
+
+When the server offers PIPELINING, RETR and DELE commands are sent ahead of
+their answers, several at a time, so a slow link costs one round trip per
+window rather than one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import ssl
+from typing import Callable, Sequence
+
+import attrs
+
+from rpopcore import auth, errors, logs
+from rpopcore.delivery import DeliveryAgent
+from rpopcore.message import MessageSpool, RetrievedMessage
+from rpopcore.model import (
+    Directory,
+    Envelope,
+    ModuleSettings,
+    Outcome,
+    PollResult,
+    PollStatus,
+    RecordKind,
+    RemoteRecord,
+)
+from rpopcore.pop3.client import ConnectOptions, Pop3Client
+from rpopcore.secrets import Keyring
+from rpopcore.selfpoll import refuse_self_poll
+from rpopcore.state import StateStore
+
+log = logging.getLogger("rpop.retrieval")
+
+#: Commands kept in flight when the server pipelines.
+PIPELINE_WINDOW = 16
+
+
+@attrs.define
+class PollContext:
+    """Everything a poll needs besides the record."""
+
+    settings: ModuleSettings
+    directory: Directory
+    store: StateStore
+    agent: DeliveryAgent
+    keyring: Keyring
+    hook: object  # the plugin manager's hook relay
+    mechanisms: Sequence[auth.AuthMechanism]
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
+    cleartext_warned: set = attrs.field(factory=set)
+
+    def route(self, address: str) -> str | None:
+        return self.hook.rpop_route_address(address=address, directory=self.directory)
+
+
+async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
+    """Poll one record once and store its status; never raises for a failed
+    poll: the result carries the error code."""
+    rlog = logs.for_record(log, record.id)
+    started = ctx.clock()
+    session = _Session(ctx, record, rlog)
+    error: errors.PollError | None = None
+    try:
+        await session.run()
+    except errors.PollError as exc:
+        error = exc
+    except errors.ConfigError as exc:
+        error = errors.SecretUnavailable(str(exc))
+    finished = ctx.clock()
+    if error is None:
+        rlog.log(logs.MAJOR, "poll done: %d retrieved, %d delivered", session.retrieved, session.delivered)
+        status = PollStatus(record.id, last_success=finished, last_attempt=started, error=None)
+    else:
+        rlog.log(logs.PROBLEM, "poll failed (%s): %s", error.code, error)
+        previous = await ctx.store.load_status(record.id)
+        status = PollStatus(
+            record.id,
+            last_success=previous.last_success if previous else None,
+            last_attempt=started,
+            error=error.code,
+            detail=str(error),
+        )
+    await ctx.store.save_status(status)
+    result = PollResult(
+        record_id=record.id,
+        retrieved=session.retrieved,
+        delivered=session.delivered,
+        error=error.code if error else None,
+        detail=str(error) if error else "",
+    )
+    ctx.hook.rpop_poll_finished(record=record, result=result, settings=ctx.settings)
+    return result
+
+
+def tls_context(record: RemoteRecord) -> ssl.SSLContext:
+    """Verified against the system CAs, or the record's ``ca_file`` alone;
+    unverified only when the record says ``tls_verify = false``."""
+    context = ssl.create_default_context(cafile=record.ca_file or None)
+    if not record.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def source_address(record: RemoteRecord, settings: ModuleSettings, directory: Directory) -> str:
+    """The seed's Default IP Address / Use Domain IP Addresses rule."""
+    if settings.use_domain_ip_addresses and record.kind is RecordKind.REMOTE and record.owner:
+        domain = directory.domain(record.owner.rpartition("@")[2])
+        if domain is not None and domain.ip_addresses:
+            return domain.ip_addresses[0]
+    return settings.default_ip_address
+
+
+class _Session:
+    def __init__(self, ctx: PollContext, record: RemoteRecord, rlog: logging.LoggerAdapter):
+        self.ctx = ctx
+        self.record = record
+        self.log = rlog
+        self.retrieved = 0
+        self.delivered = 0
+        self.delivery_error: errors.PollError | None = None
+
+    async def run(self) -> None:
+        ctx, record = self.ctx, self.record
+        secret = ctx.keyring.reveal(record.secret)
+        host, port = record.address
+        if not ctx.settings.allow_self_poll:
+            await refuse_self_poll(host, port, ctx.settings.own_addresses)
+        needs_tls = record.tls or record.starttls != "never"
+        options = ConnectOptions(
+            host=host,
+            port=port,
+            timeout=float(record.timeout or ctx.settings.timeout),
+            implicit_tls=record.tls,
+            tls_context=tls_context(record) if needs_tls else None,
+            source_address=source_address(record, ctx.settings, ctx.directory),
+            max_status_line=ctx.settings.max_status_line or 65536,
+        )
+        client = Pop3Client(options, self.log)
+        try:
+            await client.connect()
+            await client.capa()
+            if not client.tls_active:
+                await self._starttls(client, options)
+            context = auth.AuthContext(
+                record=record,
+                settings=ctx.settings,
+                host_name=host,
+                apop_timestamp=client.apop_timestamp,
+                capabilities=client.capabilities,
+                tls_active=client.tls_active,
+            )
+            await auth.login(client, context, ctx.mechanisms, secret, self.log)
+            await self._retrieve(client)
+            await client.quit()
+        finally:
+            await client.close()
+        if self.delivery_error is not None:
+            raise self.delivery_error
+
+    async def _starttls(self, client: Pop3Client, options: ConnectOptions) -> None:
+        policy = self.record.starttls
+        if policy == "never":
+            return
+        if client.capabilities.has("STLS"):
+            await client.stls(options.tls_context)
+        elif policy == "required":
+            raise errors.TlsFailed(
+                f"{options.host} does not offer STLS and the record says starttls = \"required\"; "
+                "use tls = true for a TLS port, or starttls = \"auto\""
+            )
+
+    async def _retrieve(self, client: Pop3Client) -> None:
+        ctx, record = self.ctx, self.record
+        uids = await client.uidl()
+        if uids is None:
+            if record.leave:
+                raise errors.NoUidl(
+                    "the server does not support UIDL, so rpop cannot tell old mail from new; "
+                    "nothing was retrieved. Set leave = false to retrieve and delete instead"
+                )
+            count, _ = await client.stat()
+            numbers = {n: None for n in range(1, count + 1)}
+            seen: set[str] = set()
+        else:
+            numbers = dict(sorted(uids.items()))
+            seen = await ctx.store.seen_uids(record.id)
+            forgotten = await ctx.store.forget_uids_except(record.id, set(uids.values()))
+            if forgotten:
+                self.log.log(logs.LINK, "forgot %d UIDs no longer on the server", forgotten)
+        fetch = collections.deque(n for n, uid in numbers.items() if uid not in seen)
+        deletes: collections.deque[int] = collections.deque()
+        if not record.leave:
+            # Delivered on an earlier poll whose QUIT never happened.
+            deletes.extend(n for n, uid in numbers.items() if uid in seen)
+        self.log.log(logs.PROTOCOL, "%d messages, %d new", len(numbers), len(fetch))
+        window = PIPELINE_WINDOW if client.capabilities.pipelining else 1
+        outstanding: collections.deque[tuple[str, int]] = collections.deque()
+        stop = ctx.stop
+        while True:
+            while client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
+                if deletes:
+                    n = deletes.popleft()
+                    client.send(f"DELE {n}")
+                    outstanding.append(("DELE", n))
+                else:
+                    n = fetch.popleft()
+                    client.send(f"RETR {n}", multiline=True)
+                    outstanding.append(("RETR", n))
+            if not outstanding:
+                break
+            await client.flush()
+            verb, n = outstanding.popleft()
+            if verb == "DELE":
+                status = await client.receive()
+                if not status.ok:
+                    self.log.log(logs.PROBLEM, "DELE %d refused (-ERR %s); it stays on the server", n, status.text)
+                continue
+            if await self._retrieve_one(client, n, numbers[n]) and not record.leave:
+                deletes.append(n)
+
+    async def _retrieve_one(self, client: Pop3Client, number: int, uid: str | None) -> bool:
+        """RETR one message and deliver it; True when it may be deleted."""
+        spool = MessageSpool()
+        try:
+            status = await client.receive(spool.write)
+            if not status.ok:
+                self.log.log(logs.PROBLEM, "RETR %d refused (-ERR %s); skipped", number, status.text)
+                return False
+            spool.finish()
+            self.retrieved += 1
+            message = RetrievedMessage(uid, number, spool)
+            complete = await self._deliver(message)
+            if complete and uid is not None:
+                await self.ctx.store.remember_uid(self.record.id, uid)
+            return complete
+        finally:
+            spool.close()
+
+    async def _deliver(self, message: RetrievedMessage) -> bool:
+        """Deliver to every recipient not reached before; True when every
+        recipient is complete (delivered or permanently failed and handled)."""
+        ctx, record = self.ctx, self.record
+        envelope: Envelope | None = ctx.hook.rpop_resolve_envelope(
+            record=record, message=message, route=ctx.route, directory=ctx.directory
+        )
+        if envelope is None:
+            self.delivery_error = errors.DeliveryFailed(
+                f"no installed recipient strategy handles {record.kind.value} records; the message stays on the server"
+            )
+            return False
+        done: set[str] = set()
+        if message.uid is not None and len(envelope.recipients) > 1:
+            done = await ctx.store.delivered_recipients(record.id, message.uid)
+        todo = [r for r in envelope.recipients if r.address not in done]
+        outcomes = await ctx.agent.deliver(message, envelope, todo) if todo else []
+        complete = [o for o in outcomes if o.outcome is not Outcome.TEMPORARY]
+        delivered_any = any(o.outcome is Outcome.DELIVERED for o in outcomes)
+        for outcome in outcomes:
+            if outcome.outcome is Outcome.DELIVERED:
+                self.log.log(logs.MAJOR, "message %s delivered to %s", message.uid or message.number, outcome.recipient.address)
+            elif outcome.outcome is Outcome.PERMANENT:
+                self.log.log(
+                    logs.PROBLEM, "message %s to %s failed permanently: %s",
+                    message.uid or message.number, outcome.recipient.address, outcome.detail,
+                )
+            else:
+                self.log.log(
+                    logs.PROBLEM, "message %s to %s failed for now: %s; it stays on the server",
+                    message.uid or message.number, outcome.recipient.address, outcome.detail,
+                )
+                self.delivery_error = errors.DeliveryFailed(outcome.detail)
+        all_complete = len(complete) == len(outcomes)
+        if message.uid is not None and len(envelope.recipients) > 1:
+            if all_complete:
+                if done:
+                    await ctx.store.forget_recipients(record.id, message.uid)
+            else:
+                for outcome in complete:
+                    await ctx.store.remember_recipient(record.id, message.uid, outcome.recipient.address)
+        if all_complete and (delivered_any or done):
+            self.delivered += 1
+        return all_complete

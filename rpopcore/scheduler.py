@@ -1,0 +1,110 @@
+"""The daemon: polls each record when it is due (:mod:`rpopcore.schedule`),
+never more than ``processors`` at once, until told to stop.
+
+Changes made while it runs (``rpop apply``, or later the web pages) are
+picked up by reading the state store again on every tick, at most
+:data:`TICK` seconds apart; SIGHUP makes it look at once.  SIGTERM or SIGINT
+stop it: no new poll starts, each poll in progress finishes the message in
+hand, records it, sends QUIT, and the daemon exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+from typing import Callable
+
+from rpopcore import logs, schedule
+from rpopcore.retrieval import poll_record
+
+log = logging.getLogger("rpop.scheduler")
+
+#: Longest sleep between looks at the state store, in seconds.
+TICK = 5.0
+#: How long a stop waits for polls in progress before cutting them off.
+STOP_GRACE = 60.0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Daemon:
+    def __init__(self, site, clock: Callable[[], dt.datetime] = _now, tick: float = TICK):
+        self.site = site
+        self.clock = clock
+        self.tick = tick
+        self.started = clock()
+        self.running: dict[int, asyncio.Task] = {}
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        agent = self.site.delivery_agent()
+        log.log(logs.MAJOR, "[daemon] started")
+        try:
+            while not stop.is_set():
+                delay = await self._start_due(agent, stop)
+                self.wake.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+                waiters.extend(self.running.values())
+                done, _ = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters[:2]:
+                    waiter.cancel()
+            await self._drain()
+        finally:
+            await agent.close()
+            log.log(logs.MAJOR, "[daemon] stopped")
+
+    async def _start_due(self, agent, stop: asyncio.Event) -> float:
+        """Start every due record the processors allow; return how long to
+        sleep before looking again."""
+        for rid, task in list(self.running.items()):
+            if task.done():
+                del self.running[rid]
+                if not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    log.error("[record %s] poll crashed: %s: %s", rid, type(exc).__name__, exc)
+        store = self.site.store
+        ctx = await self.site.poll_context(agent, stop)
+        records = [r for r in await store.list_records() if r.poll_every is not None]
+        statuses = await store.load_statuses()
+        delays = schedule.host_delays(records, statuses, ctx.settings)
+        now = self.clock()
+        plan = sorted(
+            ((schedule.due(r, statuses.get(r.id), ctx.settings, self.started, delays), r) for r in records
+             if r.id not in self.running),
+            key=lambda item: item[0].at,
+        )
+        sleep = self.tick
+        for when, record in plan:
+            if when.at > now:
+                sleep = min(sleep, (when.at - now).total_seconds())
+                break
+            if len(self.running) >= ctx.settings.processors:
+                break
+            self.running[record.id] = asyncio.create_task(poll_record(ctx, record), name=f"poll-{record.id}")
+        return max(sleep, 0.05)
+
+    async def _drain(self) -> None:
+        if not self.running:
+            return
+        log.log(logs.MAJOR, "[daemon] stopping: waiting for %d polls to finish the message in hand", len(self.running))
+        done, pending = await asyncio.wait(self.running.values(), timeout=STOP_GRACE)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+async def run_daemon(site) -> int:
+    """``rpop run``: the daemon until SIGTERM/SIGINT; exit status 0."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    daemon = Daemon(site)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.wake.set)
+    await daemon.run(stop)
+    return 0

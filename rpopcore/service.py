@@ -1,0 +1,175 @@
+"""The operations of an rpop site, in one place for every front end: the CLI
+today, web pages and a JSON API later.  Each front end is a thin layer over
+:class:`Site`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Iterable
+
+import pluggy
+
+from rpopcore import errors, logs
+from rpopcore.config.declarative import read_declaration
+from rpopcore.config.site import SiteConfig, load_site
+from rpopcore.delivery import DeliveryAgent
+from rpopcore.model import PollResult, PollStatus, RemoteRecord
+from rpopcore.plugins import plugin_manager
+from rpopcore.records import check_user_limits
+from rpopcore.retrieval import PollContext, poll_record
+from rpopcore.secrets import Keyring
+from rpopcore.state import StateStore
+
+
+class Site:
+    """An opened site: its configuration, plugins, state store and key."""
+
+    def __init__(self, config: SiteConfig, pm: pluggy.PluginManager, store: StateStore):
+        self.config = config
+        self.pm = pm
+        self.store = store
+        self.keyring = Keyring(config.key_file)
+
+    @classmethod
+    async def open(cls, site_path: Path, pm: pluggy.PluginManager | None = None) -> "Site":
+        config = load_site(site_path)
+        pm = pm or plugin_manager()
+        factory = _choose(pm.hook.rpop_state_stores(), config.state.name, "state", config.path)
+        store = _make(factory, config.state.options, config)
+        # Fail on a bad [delivery] table now, not at the first message.
+        _make(_choose(pm.hook.rpop_delivery_agents(), config.delivery.name, "delivery", config.path),
+              config.delivery.options, config)
+        await store.open()
+        return cls(config, pm, store)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> "Site":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def configure_logging(self, level: str) -> None:
+        logs.configure(level, str(self.config.log_file) if self.config.log_file else None)
+
+    # --- configuration ------------------------------------------------------
+
+    def mechanisms(self) -> list:
+        return [m for contributed in self.pm.hook.rpop_auth_mechanisms() for m in contributed]
+
+    async def apply(self, path: Path) -> list[RemoteRecord]:
+        """Make the stored configuration what the declarative file says, all
+        or nothing.  Records keep their ids and remembered UIDs across applies
+        when their mailbox (owner, account, host) stays the same."""
+        declaration = read_declaration(
+            path,
+            self.keyring,
+            auth_names=[m.name for m in self.mechanisms()],
+            route=lambda address, directory: self.pm.hook.rpop_route_address(address=address, directory=directory),
+        )
+        check_user_limits(declaration.records, declaration.settings, str(Path(path).absolute()))
+        return await self.store.replace_configuration(declaration.settings, declaration.directory, declaration.records)
+
+    def delivery_agent(self) -> DeliveryAgent:
+        factory = _choose(self.pm.hook.rpop_delivery_agents(), self.config.delivery.name, "delivery", self.config.path)
+        return _make(factory, self.config.delivery.options, self.config)
+
+    async def poll_context(self, agent: DeliveryAgent, stop: asyncio.Event | None = None) -> PollContext:
+        return PollContext(
+            settings=await self.store.load_settings(),
+            directory=await self.store.load_directory(),
+            store=self.store,
+            agent=agent,
+            keyring=self.keyring,
+            hook=self.pm.hook,
+            mechanisms=self.mechanisms(),
+            stop=stop,
+        )
+
+    # --- polling ------------------------------------------------------------
+
+    async def poll_once(self, record_ids: Iterable[int] | None = None) -> list[PollResult]:
+        """Poll now, ignoring due times and failure delays (an explicit
+        request) but obeying ``processors``: every enabled record, or exactly
+        the records named (disabled or not)."""
+        records = await self.store.list_records()
+        if record_ids is not None:
+            wanted = list(record_ids)
+            by_id = {r.id: r for r in records}
+            missing = [i for i in wanted if i not in by_id]
+            if missing:
+                raise errors.ConfigError(
+                    f"no record with id {', '.join(map(str, missing))}; 'rpop status' lists the records"
+                )
+            records = [by_id[i] for i in wanted]
+        else:
+            records = [r for r in records if r.poll_every is not None]
+        agent = self.delivery_agent()
+        try:
+            ctx = await self.poll_context(agent)
+            if ctx.settings.processors == 0:
+                raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
+            gate = asyncio.Semaphore(ctx.settings.processors)
+
+            async def one(record: RemoteRecord) -> PollResult:
+                async with gate:
+                    return await poll_record(ctx, record)
+
+            return list(await asyncio.gather(*(one(r) for r in records)))
+        finally:
+            await agent.close()
+
+    async def status(self) -> list[dict]:
+        """One row per record: what ``rpop status`` shows."""
+        statuses = await self.store.load_statuses()
+        return [status_row(record, statuses.get(record.id)) for record in await self.store.list_records()]
+
+
+def status_row(record: RemoteRecord, status: PollStatus | None) -> dict:
+    last: str | None = None
+    if status is not None:
+        if status.error:
+            last = status.error
+        elif status.last_success:
+            last = _iso(status.last_success)
+    return {
+        "id": record.id,
+        "kind": record.kind.value,
+        "owner": record.owner,
+        "account": record.account,
+        "host": record.host,
+        "poll_every": record.poll_every,
+        "last": last,
+        "error": status.error if status else None,
+        "last_success": _iso(status.last_success) if status and status.last_success else None,
+        "detail": status.detail if status and status.error else "",
+    }
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _choose(contributions: list[dict], name: str, table: str, path: Path):
+    available: dict = {}
+    for contributed in contributions:
+        available.update(contributed)
+    if name not in available:
+        names = ", ".join(sorted(available)) or "none installed"
+        raise errors.ConfigError(
+            f"{path}: [{table}] key 'plugin': no installed plugin provides {name!r} (available: {names}); "
+            f"install the plugin's distribution, e.g. pip install rpop-{table if table != 'state' else 'storage'}-{name}"
+        )
+    return available[name]
+
+
+def _make(factory, options, config: SiteConfig):
+    """Call a plugin's factory; its option errors get the site file's name."""
+    try:
+        return factory(options, config.base_dir)
+    except errors.ConfigError as exc:
+        raise errors.ConfigError(f"{config.path}: {exc}") from None
