@@ -536,10 +536,15 @@ class Pop3Session:
             self._buf += data
 
     async def _hang(self) -> None:
-        # Never answer, but notice when the client gives up so the session
-        # (and the concurrency counters) end with it.
-        while await self.reader.read(65536):
-            pass
+        # Never answer, but keep logging what arrives (a pipelining client
+        # sends more commands while it waits), and notice when the client
+        # gives up so the session (and the concurrency counters) end with it.
+        while True:
+            raw = await self._read_line()
+            if raw is None:
+                return
+            if raw is not _TOO_LONG:
+                self.log.commands.append(raw.decode("utf-8", "surrogateescape"))
 
     # -- output: the one place that writes
 

@@ -1,0 +1,25 @@
+"""Fixtures shared by every test: real servers (Dovecot, the test CA) and the
+project's scriptable POP3 server."""
+
+from __future__ import annotations
+
+import pytest
+
+from rpopcore.pop3.scriptable_server import ScriptableServer
+from tests.support.fixtures import *  # noqa: F401,F403  (dovecot, dovecot_factory, test_ca)
+
+
+@pytest.fixture
+async def pop3_server():
+    """A factory for scriptable POP3 servers on 127.0.0.1, stopped after the test."""
+    servers = []
+
+    async def start(*args, **kwargs) -> ScriptableServer:
+        server = ScriptableServer(*args, **kwargs)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
