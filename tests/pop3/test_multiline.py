@@ -1,0 +1,57 @@
+"""The multi-line decoder: dot-unstuffing, the terminator, CRLF -> LF, in any
+chunking the network may produce."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rpopcore.pop3.multiline import MultilineDecoder
+
+
+def encode(lines: list[bytes]) -> bytes:
+    """What a server sends for a message made of ``lines``."""
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+
+
+def decode_in_chunks(wire: bytes, cuts: list[int]) -> tuple[bytes, bytes]:
+    decoder = MultilineDecoder()
+    out = []
+    points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    for start, end in zip(points, points[1:]):
+        out.append(decoder.feed(wire[start:end]))
+        if decoder.done:
+            rest = decoder.rest + wire[end:]
+            return b"".join(out), rest
+    raise AssertionError("the terminator was not found")
+
+
+line = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(line, max_size=30), st.lists(st.integers(min_value=0), max_size=12), st.binary(max_size=20))
+def test_any_message_in_any_chunking_decodes_to_its_lines(lines, cuts, after):
+    body, rest = decode_in_chunks(encode(lines) + after, cuts)
+    assert body == b"".join(line + b"\n" for line in lines)
+    assert rest == after
+
+
+def test_long_lines_are_passed_on_before_they_end():
+    decoder = MultilineDecoder()
+    big = b"x" * (MultilineDecoder.LONG_LINE * 3)
+    out = decoder.feed(b".." + big)
+    assert out.startswith(b".x") and len(out) > MultilineDecoder.LONG_LINE
+    out += decoder.feed(b"\r\n.\r\n")
+    assert out == b"." + big + b"\n" and decoder.done
+
+
+def test_bare_lf_terminator_is_accepted():
+    decoder = MultilineDecoder()
+    assert decoder.feed(b"a\n..b\n.\n+OK") == b"a\n.b\n"
+    assert decoder.done and decoder.rest == b"+OK"
+
+
+def test_empty_response():
+    decoder = MultilineDecoder()
+    assert decoder.feed(b".\r\n") == b"" and decoder.done
