@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -52,10 +54,19 @@ def threaded_pop3():
         threaded.stop()
 
 
+def rpop_command() -> str:
+    """The installed console script: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "rpop"
+    found = str(beside) if beside.exists() else shutil.which("rpop")
+    if not found:
+        pytest.fail("the rpop console script is not installed; run: bash scripts/setup", pytrace=False)
+    return found
+
+
 def run_rpop(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
     """Run the installed console script."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(["rpop", *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([rpop_command(), *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

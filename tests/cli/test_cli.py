@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rpopcore.pop3.scriptable_server import Message
-from tests.cli.conftest import json_out
+from tests.cli.conftest import json_out, rpop_command
 
 DECL = """
 [rpop]
@@ -197,8 +197,8 @@ def test_logs_go_to_stderr_tagged_rpop_or_to_the_log_file(site, rpop, threaded_p
 def test_run_polls_new_records_soon_and_stops_cleanly_on_sigterm(site, threaded_pop3):
     server = threaded_pop3([message("a"), message("b")], user="alice.smith", password="pw")
     decl = write_decl(site, server.port)
-    subprocess.run(["rpop", "-c", site / "rpop.toml", "apply", decl], check=True, capture_output=True)
-    daemon = subprocess.Popen(["rpop", "-c", site / "rpop.toml", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    subprocess.run([rpop_command(), "-c", site / "rpop.toml", "apply", decl], check=True, capture_output=True)
+    daemon = subprocess.Popen([rpop_command(), "-c", site / "rpop.toml", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         new = site / "mail" / "example.test" / "alice" / "new"
         deadline = time.monotonic() + 30
