@@ -11,12 +11,12 @@ unusable (:class:`rpopcore.errors.MechanismUnavailable`) passes to the next.
 from __future__ import annotations
 
 import logging
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import attrs
 
 from rpopcore import errors, logs
-from rpopcore.model import ModuleSettings, RemoteRecord
+from rpopcore.model import ModuleSettings, RemoteRecord, SecretRef
 from rpopcore.pop3.client import Pop3Client
 from rpopcore.pop3.responses import Capabilities
 
@@ -27,10 +27,13 @@ class AuthContext:
 
     record: RemoteRecord
     settings: ModuleSettings
-    host_name: str  # the record's host name, without port
+    host_name: str  # the record's server name (RemoteRecord.name), without port
     apop_timestamp: str | None  # from the greeting, if any
     capabilities: Capabilities
     tls_active: bool
+    #: Reveals a secret the record stores besides its password (an OAuth
+    #: refresh token): ``reveal(SecretRef)`` -> the secret in clear.
+    reveal: Callable[[SecretRef], str] = lambda ref: ""
 
 
 class AuthMechanism(Protocol):

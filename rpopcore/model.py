@@ -163,6 +163,7 @@ class RemoteRecord:
     tls: bool = False
     tls_verify: bool = True
     ca_file: str = ""
+    server_name: str = ""
     starttls: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "required", "never")))
     auth: str = "auto"
     timeout: int | None = None
@@ -180,6 +181,13 @@ class RemoteRecord:
     def address(self) -> tuple[str, int]:
         """(host name, port) to connect to."""
         return split_host(self.host, self.tls)
+
+    @property
+    def name(self) -> str:
+        """The server's name for TLS verification and mechanism selection:
+        ``server_name`` when set (connecting to an address that is not the
+        server's name), else the host name."""
+        return self.server_name or self.address[0]
 
     @property
     def natural_key(self) -> tuple[str, str, str]:

@@ -151,6 +151,7 @@ class _Session:
             timeout=float(record.timeout or ctx.settings.timeout),
             implicit_tls=record.tls,
             tls_context=tls_context(record) if needs_tls else None,
+            server_hostname=record.server_name or None,
             source_address=source_address(record, ctx.settings, ctx.directory),
             max_status_line=ctx.settings.max_status_line or 65536,
         )
@@ -163,10 +164,11 @@ class _Session:
             context = auth.AuthContext(
                 record=record,
                 settings=ctx.settings,
-                host_name=host,
+                host_name=record.name,
                 apop_timestamp=client.apop_timestamp,
                 capabilities=client.capabilities,
                 tls_active=client.tls_active,
+                reveal=ctx.keyring.reveal,
             )
             await auth.login(client, context, ctx.mechanisms, secret, self.log)
             await self._retrieve(client)

@@ -23,6 +23,7 @@ from rpopcore.config.schema import (
     non_empty_string,
     one_of,
     poll_period,
+    REQUIRED,
     read_table,
     read_toml,
     string,
@@ -71,6 +72,8 @@ _COMMON_RECORD_KEYS = {
     "tls": Key(boolean, False),
     "tls_verify": Key(boolean, True),
     "ca_file": Key(string, ""),
+    "server_name": Key(string, ""),
+    "oauth2": Key(lambda value: _oauth2_table(value), None),
     "starttls": Key(one_of("auto", "required", "never"), "auto"),
     "auth": Key(non_empty_string, "auto"),
     "timeout": Key(duration, None),
@@ -78,6 +81,28 @@ _COMMON_RECORD_KEYS = {
 }
 REMOTE_KEYS = {"owner": Key(non_empty_string), **_COMMON_RECORD_KEYS}
 UNIFIED_KEYS = {**_COMMON_RECORD_KEYS, "special_field": Key(string, ""), "dedupe": Key(boolean, True)}
+
+
+OAUTH2_KEYS = {
+    "token_endpoint": Key(non_empty_string),
+    "client_id": Key(non_empty_string),
+    "client_secret": Key(string, ""),
+    "refresh_token": Key(non_empty_string),
+    "scope": Key(string, ""),
+}
+OAUTH2_SECRETS = ("client_secret", "refresh_token")
+
+
+def _oauth2_table(value):
+    if not isinstance(value, dict):
+        raise ValueError("expected a table: oauth2 = { token_endpoint = \"...\", client_id = \"...\", refresh_token = \"...\" }")
+    unknown = sorted(set(value) - set(OAUTH2_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; known keys: {', '.join(OAUTH2_KEYS)}")
+    missing = [k for k, key in OAUTH2_KEYS.items() if key.default is REQUIRED and k not in value]
+    if missing:
+        raise ValueError(f"{missing[0]!r} is missing")
+    return {k: OAUTH2_KEYS[k].convert(v) for k, v in value.items()}
 
 
 def _checked(value, check):
@@ -202,6 +227,14 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
                 "add it to a [[domain]]'s accounts (or aliases)"
             )
     extra = {}
+    options = {}
+    if values["oauth2"] is not None:
+        oauth2 = dict(values["oauth2"])
+        for name in OAUTH2_SECRETS:
+            if oauth2.get(name):
+                sealed = keyring.seal(oauth2[name])
+                oauth2[name] = {"source": sealed.source, "value": sealed.value}
+        options["oauth2"] = oauth2
     if kind == "unified":
         extra = {"special_field": values["special_field"].strip(), "dedupe": values["dedupe"]}
     return RemoteRecord(
@@ -216,6 +249,8 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
         tls=values["tls"],
         tls_verify=values["tls_verify"],
         ca_file=ca_file,
+        server_name=values["server_name"].strip(),
+        options=options,
         starttls=values["starttls"],
         auth=values["auth"],
         timeout=values["timeout"],
