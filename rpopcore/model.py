@@ -223,12 +223,17 @@ class Recipient:
     remote one.  ``original`` is the address as the message named it (RFC 3464
     Original-Recipient).  ``report_failure`` is the seed's "report on failure"
     flag: only such recipients ever cause a delivery status notification.
+    ``local`` is False for an address outside the local domains (relayed, if
+    a relay is configured).  ``failure`` is set when the strategy already
+    knows delivery must fail permanently (an unknown account of a local
+    domain): no delivery is tried, and a report follows if one is due.
     """
 
     address: str
     report_failure: bool = False
     original: str = ""
     local: bool = True
+    failure: str = ""
 
     @property
     def localpart(self) -> str:

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import attrs
 
 from rpopcore import auth, errors, logs
+from rpopcore.bounces import Bouncer
 from rpopcore.delivery import DeliveryAgent
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import (
@@ -38,6 +39,7 @@ from rpopcore.model import (
     Outcome,
     PollResult,
     PollStatus,
+    RecipientOutcome,
     RecordKind,
     RemoteRecord,
 )
@@ -64,6 +66,8 @@ class PollContext:
     hook: object  # the plugin manager's hook relay
     mechanisms: Sequence[auth.AuthMechanism]
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    bouncer: Bouncer | None = None  # reports for "report on failure" recipients
+    relay: DeliveryAgent | None = None  # non-local recipients, when a relay is configured
     stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
     cleartext_warned: set = attrs.field(factory=set)
 
@@ -137,6 +141,9 @@ class _Session:
         self.retrieved = 0
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
+        # (Message-ID, recipient) delivered in this poll: duplicates a
+        # provider stored once per recipient are not delivered again.
+        self.seen_in_poll: set[tuple[str, str]] = set()
 
     async def run(self) -> None:
         ctx, record = self.ctx, self.record
@@ -259,7 +266,8 @@ class _Session:
 
     async def _deliver(self, message: RetrievedMessage) -> bool:
         """Deliver to every recipient not reached before; True when every
-        recipient is complete (delivered or permanently failed and handled)."""
+        recipient is complete: delivered, or failed permanently with any
+        report that is due sent or spooled."""
         ctx, record = self.ctx, self.record
         envelope: Envelope | None = ctx.hook.rpop_resolve_envelope(
             record=record, message=message, route=ctx.route, directory=ctx.directory
@@ -269,35 +277,66 @@ class _Session:
                 f"no installed recipient strategy handles {record.kind.value} records; the message stays on the server"
             )
             return False
-        done: set[str] = set()
-        if message.uid is not None and len(envelope.recipients) > 1:
-            done = await ctx.store.delivered_recipients(record.id, message.uid)
+        name = message.uid or message.number
+        tracked = message.uid is not None and len(envelope.recipients) > 1
+        done: set[str] = await ctx.store.delivered_recipients(record.id, message.uid) if tracked else set()
+        dedupe_key = message.message_id if record.kind is RecordKind.UNIFIED and record.dedupe else ""
+        if dedupe_key:
+            copies = {r.address for r in envelope.recipients if (dedupe_key, r.address) in self.seen_in_poll}
+            if copies - done:
+                self.log.log(logs.MAJOR, "message %s: %s already got %s in this poll; not delivered again",
+                             name, ", ".join(sorted(copies - done)), dedupe_key)
+            done |= copies
         todo = [r for r in envelope.recipients if r.address not in done]
-        outcomes = await ctx.agent.deliver(message, envelope, todo) if todo else []
-        complete = [o for o in outcomes if o.outcome is not Outcome.TEMPORARY]
-        delivered_any = any(o.outcome is Outcome.DELIVERED for o in outcomes)
+        outcomes = await self._dispatch(message, envelope, todo)
+        failed = []
         for outcome in outcomes:
+            address = outcome.recipient.address
             if outcome.outcome is Outcome.DELIVERED:
-                self.log.log(logs.MAJOR, "message %s delivered to %s", message.uid or message.number, outcome.recipient.address)
+                self.log.log(logs.MAJOR, "message %s delivered to %s", name, address)
+                if dedupe_key:
+                    self.seen_in_poll.add((dedupe_key, address))
             elif outcome.outcome is Outcome.PERMANENT:
-                self.log.log(
-                    logs.PROBLEM, "message %s to %s failed permanently: %s",
-                    message.uid or message.number, outcome.recipient.address, outcome.detail,
-                )
+                self.log.log(logs.PROBLEM, "message %s to %s failed permanently: %s", name, address, outcome.detail)
+                failed.append(outcome)
             else:
-                self.log.log(
-                    logs.PROBLEM, "message %s to %s failed for now: %s; it stays on the server",
-                    message.uid or message.number, outcome.recipient.address, outcome.detail,
-                )
+                self.log.log(logs.PROBLEM, "message %s to %s failed for now: %s; it stays on the server",
+                             name, address, outcome.detail)
                 self.delivery_error = errors.DeliveryFailed(outcome.detail)
+        reported = await ctx.bouncer.report(message, envelope, failed, self.log) if failed else True
+        complete = [
+            o for o in outcomes
+            if o.outcome is Outcome.DELIVERED or (o.outcome is Outcome.PERMANENT and reported)
+        ]
+        if failed and not reported:
+            self.delivery_error = errors.DeliveryFailed("a delivery status notification could not be sent or spooled")
         all_complete = len(complete) == len(outcomes)
-        if message.uid is not None and len(envelope.recipients) > 1:
+        if tracked:
             if all_complete:
                 if done:
                     await ctx.store.forget_recipients(record.id, message.uid)
             else:
                 for outcome in complete:
                     await ctx.store.remember_recipient(record.id, message.uid, outcome.recipient.address)
-        if all_complete and (delivered_any or done):
+        if all_complete and (done or any(o.outcome is Outcome.DELIVERED for o in outcomes)):
             self.delivered += 1
         return all_complete
+
+    async def _dispatch(self, message, envelope: Envelope, todo) -> list[RecipientOutcome]:
+        """Local recipients to the delivery agent, others to the relay; those
+        the strategy already knows to fail, straight to a permanent failure."""
+        ctx = self.ctx
+        outcomes = [RecipientOutcome(r, Outcome.PERMANENT, r.failure) for r in todo if r.failure]
+        local = [r for r in todo if r.local and not r.failure]
+        remote = [r for r in todo if not r.local and not r.failure]
+        if local:
+            outcomes += await ctx.agent.deliver(message, envelope, local)
+        if remote:
+            if ctx.relay is not None:
+                outcomes += await ctx.relay.deliver(message, envelope, remote)
+            else:
+                outcomes += [
+                    RecipientOutcome(r, Outcome.PERMANENT, "not a local domain, and no relay is configured ([bounces] relay)")
+                    for r in remote
+                ]
+        return outcomes

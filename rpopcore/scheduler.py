@@ -39,9 +39,11 @@ class Daemon:
         self.started = clock()
         self.running: dict[int, asyncio.Task] = {}
         self.wake = asyncio.Event()
+        self.relay = None
 
     async def run(self, stop: asyncio.Event) -> None:
         agent = self.site.delivery_agent()
+        self.relay = self.site.relay_agent()
         log.log(logs.MAJOR, "[daemon] started")
         try:
             while not stop.is_set():
@@ -55,6 +57,8 @@ class Daemon:
             await self._drain()
         finally:
             await agent.close()
+            if self.relay is not None:
+                await self.relay.close()
             log.log(logs.MAJOR, "[daemon] stopped")
 
     async def _start_due(self, agent, stop: asyncio.Event) -> float:
@@ -67,7 +71,7 @@ class Daemon:
                     exc = task.exception()
                     log.error("[record %s] poll crashed: %s: %s", rid, type(exc).__name__, exc)
         store = self.site.store
-        ctx = await self.site.poll_context(agent, stop)
+        ctx = await self.site.poll_context(agent, stop, relay=self.relay)
         records = [r for r in await store.list_records() if r.poll_every is not None]
         statuses = await store.load_statuses()
         delays = schedule.host_delays(records, statuses, ctx.settings)

@@ -15,7 +15,8 @@ from rpopcore import errors, logs
 from rpopcore.config.declarative import read_declaration
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
-from rpopcore.model import PollResult, PollStatus, RemoteRecord
+from rpopcore.bounces import Bouncer
+from rpopcore.model import PollResult, PollStatus, RemoteRecord, split_host
 from rpopcore.plugins import plugin_manager
 from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
@@ -78,12 +79,30 @@ class Site:
         factory = _choose(self.pm.hook.rpop_delivery_agents(), self.config.delivery.name, "delivery", self.config.path)
         return _make(factory, self.config.delivery.options, self.config)
 
-    async def poll_context(self, agent: DeliveryAgent, stop: asyncio.Event | None = None) -> PollContext:
+    def relay_agent(self) -> DeliveryAgent | None:
+        """The outbound relay (``[bounces] relay = "host:port"``) through the
+        smtp delivery plugin, or None when none is configured."""
+        if not self.config.bounce_relay:
+            return None
+        try:
+            host, port = split_host(self.config.bounce_relay, tls=False)
+        except ValueError as exc:
+            raise errors.ConfigError(f"{self.config.path}: [bounces] key 'relay': {exc}; write host:port") from None
+        factory = _choose(self.pm.hook.rpop_delivery_agents(), "smtp", "bounces", self.config.path)
+        return _make(factory, {"host": host, "port": port if ":" in self.config.bounce_relay else 25}, self.config)
+
+    async def poll_context(
+        self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None
+    ) -> PollContext:
+        directory = await self.store.load_directory()
+        main = directory.main_domain
         return PollContext(
             settings=await self.store.load_settings(),
-            directory=await self.store.load_directory(),
+            directory=directory,
             store=self.store,
             agent=agent,
+            relay=relay,
+            bouncer=Bouncer(self.config.bounce_spool, relay, main.name if main else None),
             keyring=self.keyring,
             hook=self.pm.hook,
             mechanisms=self.mechanisms(),
@@ -109,8 +128,9 @@ class Site:
         else:
             records = [r for r in records if r.poll_every is not None]
         agent = self.delivery_agent()
+        relay = self.relay_agent()
         try:
-            ctx = await self.poll_context(agent)
+            ctx = await self.poll_context(agent, relay=relay)
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
             gate = asyncio.Semaphore(ctx.settings.processors)
@@ -122,6 +142,8 @@ class Site:
             return list(await asyncio.gather(*(one(r) for r in records)))
         finally:
             await agent.close()
+            if relay is not None:
+                await relay.close()
 
     async def status(self) -> list[dict]:
         """One row per record: what ``rpop status`` shows."""
