@@ -154,12 +154,15 @@ def _print_status(rows, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'ID':>4}  {'KIND':<8} {'OWNER':<24} {'ACCOUNT@HOST':<36} {'EVERY':<9} LAST")
+    print(f"{'ID':>4}  {'KIND':<8} {'OWNER':<24} {'ACCOUNT@HOST':<36} {'EVERY':<9} {'LAST':<22} NEXT")
     for row in rows:
         every = format_duration(row["poll_every"]) if row["poll_every"] else "disabled"
         where = f"{row['account']}@{row['host']}"
         last = row["last"] or "not yet"
-        print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {every:<9} {last}")
+        following = row["next_due"] or "-"
+        if row["delayed"]:
+            following = f"{row['delayed']['reason']} until {row['delayed']['until']}"
+        print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {every:<9} {last:<22} {following}")
 
 
 def _print_settings(settings, as_json: bool) -> None:

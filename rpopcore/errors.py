@@ -112,6 +112,14 @@ class SelfPollRefused(PollError):
     account_failure = False
 
 
+class HostDelayed(PollError):
+    """Not polled: connecting to this record's host failed a moment ago, and
+    the host waits ``delay_failed_hosts`` before anyone tries it again."""
+
+    code = "host-delayed"
+    account_failure = False
+
+
 class MechanismUnavailable(PollError):
     """The chosen authentication mechanism cannot be used with this server;
     in ``auto`` selection the next mechanism is tried."""

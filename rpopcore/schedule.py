@@ -29,6 +29,8 @@ from rpopcore.errors import ERROR_CODES, PollError
 from rpopcore.model import ModuleSettings, PollStatus, RemoteRecord
 
 START_SPREAD = 20.0
+#: The reasons that mean "later than the record's own schedule".
+DELAYS = ("account-delayed", "host-delayed", "activity-schedule")
 
 
 @attrs.frozen
@@ -71,12 +73,14 @@ def due(
     settings: ModuleSettings,
     started: dt.datetime,
     delays: Mapping[str, dt.datetime],
+    spread: float = START_SPREAD,
 ) -> Due:
-    """When ``record`` is next due, given the daemon's start time."""
+    """When ``record`` is next due, given the daemon's start time.  A record
+    never polled is due within ``spread`` seconds of it."""
     if record.poll_every is None:
         return Due(None, "disabled")
     if status is None or status.last_attempt is None:
-        at = started + dt.timedelta(seconds=random.Random(record.id).random() * START_SPREAD)
+        at = started + dt.timedelta(seconds=random.Random(record.id).random() * spread)
         result = Due(at, "first-poll")
     else:
         failure = _failure(status.error)

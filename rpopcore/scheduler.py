@@ -17,6 +17,8 @@ import signal
 from typing import Callable
 
 from rpopcore import logs, schedule
+from rpopcore.errors import HostDelayed
+from rpopcore.model import PollStatus
 from rpopcore.retrieval import poll_record
 
 log = logging.getLogger("rpop.scheduler")
@@ -76,11 +78,18 @@ class Daemon:
         statuses = await store.load_statuses()
         delays = schedule.host_delays(records, statuses, ctx.settings)
         now = self.clock()
-        plan = sorted(
-            ((schedule.due(r, statuses.get(r.id), ctx.settings, self.started, delays), r) for r in records
-             if r.id not in self.running),
-            key=lambda item: item[0].at,
-        )
+        plan = []
+        for record in records:
+            if record.id in self.running:
+                continue
+            status = statuses.get(record.id)
+            when = schedule.due(record, status, ctx.settings, self.started, delays)
+            if when.reason == "host-delayed" and (status is None or status.error != "host-delayed"):
+                own = schedule.due(record, status, ctx.settings, self.started, {})
+                if own.at <= now:
+                    await self._mark_host_delayed(record, status, when)
+            plan.append((when, record))
+        plan.sort(key=lambda item: item[0].at)
         sleep = self.tick
         for when, record in plan:
             if when.at > now:
@@ -90,6 +99,22 @@ class Daemon:
                 break
             self.running[record.id] = asyncio.create_task(poll_record(ctx, record), name=f"poll-{record.id}")
         return max(sleep, 0.05)
+
+    async def _mark_host_delayed(self, record, status, when) -> None:
+        """The record is due, but its host failed a moment ago: say so in its
+        status (the seed's "Last" field) without connecting."""
+        host = record.address[0]
+        detail = f"connecting to {host} failed recently; no record on it is polled before {when.at.isoformat()}"
+        logs.for_record(log, record.id).log(logs.PROBLEM, "not polled: %s", detail)
+        await self.site.store.save_status(
+            PollStatus(
+                record.id,
+                last_success=status.last_success if status else None,
+                last_attempt=status.last_attempt if status else None,
+                error=HostDelayed.code,
+                detail=detail,
+            )
+        )
 
     async def _drain(self) -> None:
         if not self.running:

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import pluggy
 
-from rpopcore import errors, logs
+from rpopcore import activity, errors, logs, schedule
 from rpopcore.config.declarative import read_declaration
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
@@ -133,6 +133,7 @@ class Site:
             ctx = await self.poll_context(agent, relay=relay)
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
+            refuse_outside_schedule(ctx.settings)
             gate = asyncio.Semaphore(ctx.settings.processors)
 
             async def one(record: RemoteRecord) -> PollResult:
@@ -145,13 +146,41 @@ class Site:
             if relay is not None:
                 await relay.close()
 
-    async def status(self) -> list[dict]:
-        """One row per record: what ``rpop status`` shows."""
+    async def status(self, now: dt.datetime | None = None) -> list[dict]:
+        """One row per record: what ``rpop status`` shows, with when it is due
+        next (as the daemon would see it if it started now) and, when it is
+        delayed, why and until when."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        settings = await self.store.load_settings()
+        records = await self.store.list_records()
         statuses = await self.store.load_statuses()
-        return [status_row(record, statuses.get(record.id)) for record in await self.store.list_records()]
+        delays = schedule.host_delays(records, statuses, settings)
+        rows = []
+        for record in records:
+            status = statuses.get(record.id)
+            when = schedule.due(record, status, settings, now, delays, spread=0)
+            rows.append(status_row(record, status, when, now))
+        return rows
 
 
-def status_row(record: RemoteRecord, status: PollStatus | None) -> dict:
+def refuse_outside_schedule(settings, now: dt.datetime | None = None) -> None:
+    """``poll --once`` obeys the activity schedule: outside it, nothing
+    connects (a refusal by policy: exit 2)."""
+    if not settings.activity_schedule:
+        return
+    now = now or dt.datetime.now(dt.timezone.utc)
+    windows = activity.parse_schedule(settings.activity_schedule)
+    opens = activity.next_allowed(windows, activity.zone(settings.time_zone), now)
+    if opens > now:
+        raise errors.ConfigError(
+            f"outside the activity schedule ([rpop] activity_schedule); nothing polled. "
+            f"The next window opens at {_iso(opens)}"
+        )
+
+
+def status_row(
+    record: RemoteRecord, status: PollStatus | None, when: "schedule.Due | None" = None, now: dt.datetime | None = None
+) -> dict:
     last: str | None = None
     if status is not None:
         if status.error:
@@ -169,6 +198,12 @@ def status_row(record: RemoteRecord, status: PollStatus | None) -> dict:
         "error": status.error if status else None,
         "last_success": _iso(status.last_success) if status and status.last_success else None,
         "detail": status.detail if status and status.error else "",
+        "next_due": _iso(when.at) if when and when.at else None,
+        "delayed": (
+            {"reason": when.reason, "until": _iso(when.at)}
+            if when and when.at and now and when.at > now and when.reason in schedule.DELAYS
+            else None
+        ),
     }
 
 

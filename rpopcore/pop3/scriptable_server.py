@@ -296,6 +296,7 @@ class ScriptableServer:
         implicit_tls: bool = False,
         sasl: dict[str, SaslHandler] | None = None,
         max_line: int = 8192,
+        lock: bool = True,
     ) -> None:
         if implicit_tls and ssl_context is None:
             raise ValueError("implicit_tls needs an ssl_context")
@@ -313,6 +314,9 @@ class ScriptableServer:
         self.implicit_tls = implicit_tls
         self.sasl: dict[str, SaslHandler] = {k.upper(): v for k, v in (sasl or {}).items()}
         self.max_line = max_line
+        # False: any number of sessions may hold the mailbox at once, as if
+        # each login had a mailbox of its own (for concurrency tests).
+        self.lock = lock
 
         self.sessions_total = 0
         self.concurrent_now = 0
@@ -618,10 +622,11 @@ class Pop3Session:
             await self._reply("-ERR " + failure)
             return
         holder = self.server._lock_holder
-        if holder is not None and holder is not self:
+        if self.server.lock and holder is not None and holder is not self:
             await self._reply("-ERR [IN-USE] mailbox locked")
             return
-        self.server._lock_holder = self
+        if self.server.lock:
+            self.server._lock_holder = self
         self.state = State.TRANSACTION
         self.log.authenticated = True
         self._messages = list(self.server.mailbox)
