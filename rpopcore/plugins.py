@@ -14,9 +14,11 @@ import os
 
 import pluggy
 
-from rpopcore import hookspecs
+from rpopcore import errors, hookspecs
 
 GROUP = "rpop"
+# Which distribution each loaded plugin module came from, for `rpop plugins`.
+_DISTRIBUTIONS: dict[int, importlib.metadata.Distribution] = {}
 log = logging.getLogger("rpop.plugins")
 
 
@@ -26,12 +28,26 @@ def plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     allowed = os.environ.get("RPOP_PLUGINS")
-    if allowed is None:
-        pm.load_setuptools_entrypoints(GROUP)
-    else:
-        for name in filter(None, (n.strip() for n in allowed.split(","))):
-            pm.load_setuptools_entrypoints(GROUP, name=name)
-    pm.check_pending()
+    wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    for entry_point in importlib.metadata.entry_points(group=GROUP):
+        if wanted is not None and entry_point.name not in wanted:
+            continue
+        if pm.has_plugin(entry_point.name):
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            dist = f" ({entry_point.dist.name} {entry_point.dist.version})" if entry_point.dist else ""
+            raise errors.ConfigError(
+                f"the plugin '{entry_point.name}'{dist} cannot be loaded: {type(exc).__name__}: {exc}; "
+                "reinstall or uninstall that distribution"
+            ) from None
+        pm.register(plugin, name=entry_point.name)
+        _DISTRIBUTIONS[id(plugin)] = entry_point.dist
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise errors.ConfigError(f"a plugin implements a hook that does not exist: {exc}") from None
     if os.environ.get("RPOP_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda text: log.debug("%s", text.rstrip()))
         pm.enable_tracing()
@@ -41,7 +57,7 @@ def plugin_manager() -> pluggy.PluginManager:
 def describe(pm: pluggy.PluginManager) -> list[dict]:
     """Each loaded plugin: name, distribution, version and the hooks it
     implements (what ``rpop plugins --json`` prints)."""
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    dists = _DISTRIBUTIONS
     rows = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:

@@ -73,13 +73,14 @@ def due(
     settings: ModuleSettings,
     started: dt.datetime,
     delays: Mapping[str, dt.datetime],
-    spread: float = START_SPREAD,
+    spread: float | None = None,
 ) -> Due:
     """When ``record`` is next due, given the daemon's start time.  A record
     never polled is due within ``spread`` seconds of it."""
     if record.poll_every is None:
         return Due(None, "disabled")
     if status is None or status.last_attempt is None:
+        spread = START_SPREAD if spread is None else spread
         at = started + dt.timedelta(seconds=random.Random(record.id).random() * spread)
         result = Due(at, "first-poll")
     else:
