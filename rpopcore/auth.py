@@ -43,6 +43,9 @@ class AuthMechanism(Protocol):
     name: str
     #: Lower is preferred in ``auto`` selection.
     auto_rank: int
+    #: True when the password itself crosses the wire (USER/PASS, PLAIN):
+    #: rpop warns once per record when that happens without TLS.
+    sends_password_in_clear: bool
 
     def offered(self, context: AuthContext) -> bool:
         """Whether this mechanism may be used on this connection: the server

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("settings", help="the module settings in force, with their defaults")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("secrets", help="manage the site key: 'rotate' re-encrypts every stored secret under a new key")
+    p.add_argument("action", choices=["rotate"])
     p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser
@@ -100,6 +102,11 @@ async def _dispatch(args) -> int:
             return EXIT_OK
         if args.command == "settings":
             _print_settings(settings, args.json)
+            return EXIT_OK
+        if args.command == "secrets":
+            count = await site.rotate_secrets()
+            print(f"re-encrypted {count} secrets under a new key in {site.keyring.key_file}; "
+                  f"the old key is kept in {site.keyring.previous_file}: delete it once you are sure")
             return EXIT_OK
         if args.command == "run":
             from rpopcore.scheduler import run_daemon

@@ -177,13 +177,28 @@ class _Session:
                 tls_active=client.tls_active,
                 reveal=ctx.keyring.reveal,
             )
-            await auth.login(client, context, ctx.mechanisms, secret, self.log)
+            used = await auth.login(client, context, ctx.mechanisms, secret, self.log)
+            self._warn_cleartext(used, client)
             await self._retrieve(client)
             await client.quit()
         finally:
             await client.close()
         if self.delivery_error is not None:
             raise self.delivery_error
+
+    def _warn_cleartext(self, mechanism_name: str, client: Pop3Client) -> None:
+        mechanism = next((m for m in self.ctx.mechanisms if m.name == mechanism_name), None)
+        if client.tls_active or not getattr(mechanism, "sends_password_in_clear", False):
+            return
+        if self.record.id in self.ctx.cleartext_warned:
+            return
+        self.ctx.cleartext_warned.add(self.record.id)
+        self.log.log(
+            logs.PROBLEM,
+            "the password was sent in clear text (%s without TLS); use tls = true, a server offering STLS, "
+            "or APOP/CRAM-MD5 where the server offers them",
+            mechanism_name,
+        )
 
     async def _starttls(self, client: Pop3Client, options: ConnectOptions) -> None:
         policy = self.record.starttls

@@ -7,44 +7,73 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from rpopcore import errors
 from rpopcore.model import SecretRef
 
 
 def create_key_file(path: Path) -> None:
-    """Write a new key readable by its owner only (mode 0600)."""
+    """Write a new key readable by its owner only (mode 0600), durably."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(Fernet.generate_key() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_key(path: Path) -> Fernet:
+    try:
+        raw = path.read_bytes().strip()
+    except OSError as exc:
+        raise errors.ConfigError(
+            f"{path}: cannot read the secrets key ({exc.strerror}); "
+            "check [secrets] key_file in the site file, or create one with 'rpop init'"
+        ) from None
+    try:
+        return Fernet(raw)
+    except ValueError:
+        raise errors.ConfigError(
+            f"{path}: not a secrets key (expected 32 url-safe base64-encoded bytes); "
+            "restore the right file, or create a new one with 'rpop init'"
+        ) from None
 
 
 class Keyring:
     """Encrypts and reveals secrets with the key in ``key_file``.  The key is
-    read lazily, so commands that touch no secret work without it."""
+    read lazily, so commands that touch no secret work without it.
+
+    During a rotation the new key waits in ``<key_file>.next`` and the old one
+    is kept as ``<key_file>.previous``; both are tried when revealing, so a
+    rotation cut short at any point loses no secret.
+    """
 
     def __init__(self, key_file: Path):
         self.key_file = key_file
         self._fernet: Fernet | None = None
+        self._all: MultiFernet | None = None
+
+    @property
+    def next_file(self) -> Path:
+        return self.key_file.with_name(self.key_file.name + ".next")
+
+    @property
+    def previous_file(self) -> Path:
+        return self.key_file.with_name(self.key_file.name + ".previous")
 
     def _key(self) -> Fernet:
         if self._fernet is None:
-            try:
-                raw = self.key_file.read_bytes().strip()
-            except OSError as exc:
-                raise errors.ConfigError(
-                    f"{self.key_file}: cannot read the secrets key ({exc.strerror}); "
-                    "check [secrets] key_file in the site file, or create one with 'rpop init'"
-                ) from None
-            try:
-                self._fernet = Fernet(raw)
-            except ValueError:
-                raise errors.ConfigError(
-                    f"{self.key_file}: not a secrets key (expected 32 url-safe base64-encoded bytes); "
-                    "restore the right file, or create a new one with 'rpop init'"
-                ) from None
+            self._fernet = _read_key(self.key_file)
         return self._fernet
+
+    def _any_key(self) -> MultiFernet:
+        if self._all is None:
+            keys = [self._key()]
+            for extra in (self.next_file, self.previous_file):
+                if extra.exists():
+                    keys.append(_read_key(extra))
+            self._all = MultiFernet(keys)
+        return self._all
 
     def seal(self, secret: str) -> SecretRef:
         return SecretRef("stored", self._key().encrypt(secret.encode()).decode())
@@ -64,7 +93,7 @@ class Keyring:
             except OSError as exc:
                 raise errors.SecretUnavailable(f"cannot read password_file {ref.value}: {exc.strerror}") from None
         try:
-            return self._key().decrypt(ref.value.encode()).decode()
+            return self._any_key().decrypt(ref.value.encode()).decode()
         except errors.ConfigError as exc:
             raise errors.SecretUnavailable(str(exc)) from None
         except InvalidToken:
@@ -72,3 +101,33 @@ class Keyring:
                 f"a stored password cannot be decrypted with {self.key_file}: the key file changed; "
                 "restore it, or apply the passwords again"
             ) from None
+
+
+def rotate(keyring: Keyring, reseal) -> int:
+    """Re-encrypt every stored secret under a new key, safely at any point
+    of interruption: the new key is written first (``.next``), then
+    ``reseal(new_keyring)`` re-encrypts everything in one transaction and
+    returns how many secrets it re-encrypted, then the files are swapped
+    (the old key is kept as ``.previous`` for the administrator to delete).
+    ``reseal`` is a coroutine function; this returns an awaitable."""
+
+    async def run() -> int:
+        keyring._any_key()  # the current key must be readable before anything changes
+        if keyring.next_file.exists():
+            keyring.next_file.unlink()
+        create_key_file(keyring.next_file)
+        fresh = Keyring(keyring.next_file)
+        fresh._all = MultiFernet([fresh._key()])
+        count = await reseal(fresh)
+        if keyring.previous_file.exists():
+            keyring.previous_file.unlink()
+        os.link(keyring.key_file, keyring.previous_file)
+        os.replace(keyring.next_file, keyring.key_file)
+        directory = os.open(keyring.key_file.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return count
+
+    return run()

@@ -9,18 +9,19 @@ import datetime as dt
 from pathlib import Path
 from typing import Iterable
 
+import attrs
 import pluggy
 
 from rpopcore import activity, errors, logs, schedule
-from rpopcore.config.declarative import read_declaration
+from rpopcore.config.declarative import OAUTH2_SECRETS, read_declaration
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
 from rpopcore.bounces import Bouncer
-from rpopcore.model import PollResult, PollStatus, RemoteRecord, split_host
+from rpopcore.model import PollResult, PollStatus, RemoteRecord, SecretRef, split_host
 from rpopcore.plugins import plugin_manager
 from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
-from rpopcore.secrets import Keyring
+from rpopcore.secrets import Keyring, rotate
 from rpopcore.state import StateStore
 
 
@@ -32,6 +33,8 @@ class Site:
         self.pm = pm
         self.store = store
         self.keyring = Keyring(config.key_file)
+        # Records already warned about a clear-text password (once each).
+        self.cleartext_warned: set[int] = set()
 
     @classmethod
     async def open(cls, site_path: Path, pm: pluggy.PluginManager | None = None) -> "Site":
@@ -75,6 +78,38 @@ class Site:
         check_user_limits(declaration.records, declaration.settings, str(Path(path).absolute()))
         return await self.store.replace_configuration(declaration.settings, declaration.directory, declaration.records)
 
+    async def rotate_secrets(self) -> int:
+        """Re-encrypt every stored secret under a new site key; returns how
+        many.  Records keep their ids and remembered UIDs."""
+
+        async def reseal(fresh: Keyring) -> int:
+            count = 0
+
+            def again(ref: SecretRef) -> SecretRef:
+                nonlocal count
+                if ref.source != "stored":
+                    return ref
+                count += 1
+                return fresh.seal(self.keyring.reveal(ref))
+
+            records = []
+            for record in await self.store.list_records():
+                options = dict(record.options)
+                if "oauth2" in options:
+                    oauth2 = dict(options["oauth2"])
+                    for name in OAUTH2_SECRETS:
+                        if isinstance(oauth2.get(name), dict):
+                            sealed = again(SecretRef(**oauth2[name]))
+                            oauth2[name] = {"source": sealed.source, "value": sealed.value}
+                    options["oauth2"] = oauth2
+                records.append(attrs.evolve(record, secret=again(record.secret), options=options))
+            await self.store.replace_configuration(
+                await self.store.load_settings(), await self.store.load_directory(), records
+            )
+            return count
+
+        return await rotate(self.keyring, reseal)
+
     def delivery_agent(self) -> DeliveryAgent:
         factory = _choose(self.pm.hook.rpop_delivery_agents(), self.config.delivery.name, "delivery", self.config.path)
         return _make(factory, self.config.delivery.options, self.config)
@@ -107,6 +142,7 @@ class Site:
             hook=self.pm.hook,
             mechanisms=self.mechanisms(),
             stop=stop,
+            cleartext_warned=self.cleartext_warned,
         )
 
     # --- polling ------------------------------------------------------------

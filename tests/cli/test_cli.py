@@ -227,3 +227,32 @@ def test_demo_runs_on_a_fresh_machine(rpop):
     assert result.returncode == 0, result.stderr
     assert "alice/new/" in result.stdout and "bob/new/" in result.stdout
     assert "Return-Path: <carol@isp.test> / Delivered-To: alice@example.test" in result.stdout
+
+
+def test_secrets_rotate_reencrypts_without_losing_a_record(site, rpop, threaded_pop3):
+    server = threaded_pop3([message("a")], user="alice.smith", password="pw")
+    decl = write_decl(site, server.port)
+    rpop("-c", site / "rpop.toml", "apply", decl)
+    old_key = (site / "rpop.key").read_bytes()
+    before = json_out(rpop("-c", site / "rpop.toml", "status", "--json"))
+    result = rpop("-c", site / "rpop.toml", "secrets", "rotate")
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted 1 secrets" in result.stdout and "pw" not in result.stdout
+    assert (site / "rpop.key").read_bytes() != old_key
+    assert stat.S_IMODE((site / "rpop.key").stat().st_mode) == 0o600
+    (site / "rpop.key.previous").unlink()  # the administrator deletes the old key: the new one must suffice
+    after = json_out(rpop("-c", site / "rpop.toml", "status", "--json"))
+    assert [r["id"] for r in after] == [r["id"] for r in before]
+    polled = json_out(rpop("-c", site / "rpop.toml", "poll", "--once", "--json"))
+    assert polled[0]["error"] is None and polled[0]["delivered"] == 1
+
+
+def test_a_wrong_key_file_is_a_clear_error(site, rpop, threaded_pop3):
+    server = threaded_pop3([message("a")], user="alice.smith", password="pw")
+    rpop("-c", site / "rpop.toml", "apply", write_decl(site, server.port))
+    (site / "rpop.key").write_bytes(b"not a key\n")
+    result = rpop("-c", site / "rpop.toml", "poll", "--once", "--json")
+    assert result.returncode == 1 and json_out(result)[0]["error"] == "secret-unavailable"
+    assert "Traceback" not in result.stderr
+    rotate = rpop("-c", site / "rpop.toml", "secrets", "rotate")
+    assert rotate.returncode == 2 and "not a secrets key" in rotate.stderr

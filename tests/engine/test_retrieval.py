@@ -303,3 +303,15 @@ async def test_the_password_never_reaches_the_log_at_any_level(pop3_server, tmp_
     assert "C: PASS ****" in text and "S: +OK" in text
     assert secret not in text
     await site.close()
+
+
+async def test_a_clear_text_password_without_tls_is_warned_about_once_per_record(pop3_server, tmp_path, caplog):
+    server = await pop3_server([msg("a")])
+    site = await open_site(tmp_path, remote(server.host, server.port))
+    with caplog.at_level(1, logger="rpop"):
+        logging.getLogger("rpop").propagate = True
+        await poll(site)
+        await poll(site)
+    warnings = [r for r in caplog.records if "sent in clear text" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "PROBLEM"
+    await site.close()

@@ -16,6 +16,7 @@ from rpopcore.hookspecs import hookimpl
 class Apop:
     name = "apop"
     auto_rank = 30
+    sends_password_in_clear = False
 
     def offered(self, context) -> bool:
         wanted = context.record.apop or context.record.auth == "apop"

@@ -9,6 +9,7 @@ from rpopcore.hookspecs import hookimpl
 class UserPass:
     name = "userpass"
     auto_rank = 100
+    sends_password_in_clear = True
 
     def offered(self, context) -> bool:
         return True
