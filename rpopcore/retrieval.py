@@ -81,13 +81,16 @@ async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
     rlog = logs.for_record(log, record.id)
     started = ctx.clock()
     session = _Session(ctx, record, rlog)
-    error: errors.PollError | None = None
+    error: errors.RpopError | None = None
     try:
         await session.run()
     except errors.PollError as exc:
         error = exc
     except errors.ConfigError as exc:
         error = errors.SecretUnavailable(str(exc))
+    except Exception as exc:  # a bug of ours or a plugin's: fail this record, keep the others going
+        rlog.exception("poll crashed")
+        error = errors.RpopError(f"internal error: {type(exc).__name__}: {exc}")
     finished = ctx.clock()
     if error is None:
         rlog.log(logs.MAJOR, "poll done: %d retrieved, %d delivered", session.retrieved, session.delivered)

@@ -315,3 +315,34 @@ async def test_a_clear_text_password_without_tls_is_warned_about_once_per_record
     warnings = [r for r in caplog.records if "sent in clear text" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "PROBLEM"
     await site.close()
+
+
+async def test_a_crashing_delivery_plugin_fails_the_record_and_leaves_mail_on_the_server(pop3_server, tmp_path):
+    from rpopcore.hookspecs import hookimpl
+    from rpopcore.plugins import plugin_manager
+    from rpopcore.service import Site
+    from tests.sites import make_site
+
+    class Crashing:
+        async def deliver(self, message, envelope, recipients):
+            raise RuntimeError("disk on fire")
+
+        async def close(self):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def rpop_delivery_agents(self):
+            return {"crashing": lambda options, base_dir: Crashing()}
+
+    pm = plugin_manager()
+    pm.register(Plugin(), name="crashing")
+    server = await pop3_server([msg("a")])
+    site_file = make_site(tmp_path, remote(server.host, server.port, leave=False))
+    site_file.write_text(site_file.read_text().replace('plugin = "maildir"\nroot = "mail"', 'plugin = "crashing"'))
+    site = await Site.open(site_file, pm=pm)
+    await site.apply(tmp_path / "decl.toml")
+    (result,) = await site.poll_once()
+    assert result.error == "internal-error" and "disk on fire" in result.detail
+    assert server.uids() == ["a"]
+    await site.close()
