@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("settings", help="the module settings in force, with their defaults")
     p.add_argument("--json", action="store_true")
+    sub.add_parser("export", help="print the stored configuration as a declarative file (without secrets)")
     p = sub.add_parser("secrets", help="manage the site key: 'rotate' re-encrypts every stored secret under a new key")
     p.add_argument("action", choices=["rotate"])
     p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
@@ -102,6 +103,9 @@ async def _dispatch(args) -> int:
             return EXIT_OK
         if args.command == "settings":
             _print_settings(settings, args.json)
+            return EXIT_OK
+        if args.command == "export":
+            print(await site.export(), end="")
             return EXIT_OK
         if args.command == "secrets":
             count = await site.rotate_secrets()

@@ -33,6 +33,8 @@ class PollError(RpopError):
     code = "poll-failed"
     account_failure = True
     host_failure = False
+    #: The RFC 2449 response code of the server's -ERR behind this error, if any.
+    response_code = ""
 
 
 class ConnectFailed(PollError):

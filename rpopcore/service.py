@@ -14,6 +14,7 @@ import pluggy
 
 from rpopcore import activity, errors, logs, schedule
 from rpopcore.config.declarative import OAUTH2_SECRETS, read_declaration
+from rpopcore.config.export import export
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
 from rpopcore.bounces import Bouncer
@@ -76,7 +77,33 @@ class Site:
             route=lambda address, directory: self.pm.hook.rpop_route_address(address=address, directory=directory),
         )
         check_user_limits(declaration.records, declaration.settings, str(Path(path).absolute()))
-        return await self.store.replace_configuration(declaration.settings, declaration.directory, declaration.records)
+        # A record that gives no password keeps the one stored for the same
+        # mailbox, so a file can leave secrets out after the first apply
+        # (an exported file does).  The same goes for OAuth secrets.
+        stored = {r.natural_key: r for r in await self.store.list_records()}
+        records = []
+        for record in declaration.records:
+            old = stored.get(record.natural_key)
+            if old is not None:
+                if record.secret.source == "none":
+                    record = attrs.evolve(record, secret=old.secret)
+                if "oauth2" in record.options and "oauth2" in old.options:
+                    oauth2 = dict(record.options["oauth2"])
+                    for name in OAUTH2_SECRETS:
+                        if not oauth2.get(name) and old.options["oauth2"].get(name):
+                            oauth2[name] = old.options["oauth2"][name]
+                    record = attrs.evolve(record, options={**record.options, "oauth2": oauth2})
+            if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
+                raise errors.ConfigError(
+                    f"{Path(path).absolute()}: the record {record.account}@{record.host}: key 'oauth2': "
+                    "'refresh_token' is missing and none is stored; give the refresh token once"
+                )
+            records.append(record)
+        return await self.store.replace_configuration(declaration.settings, declaration.directory, records)
+
+    async def export(self) -> str:
+        """The stored configuration as a declarative file, without secrets."""
+        return export(await self.store.load_settings(), await self.store.load_directory(), await self.store.list_records())
 
     async def rotate_secrets(self) -> int:
         """Re-encrypt every stored secret under a new site key; returns how

@@ -87,7 +87,7 @@ OAUTH2_KEYS = {
     "token_endpoint": Key(non_empty_string),
     "client_id": Key(non_empty_string),
     "client_secret": Key(string, ""),
-    "refresh_token": Key(non_empty_string),
+    "refresh_token": Key(string, ""),
     "scope": Key(string, ""),
 }
 OAUTH2_SECRETS = ("client_secret", "refresh_token")
@@ -100,6 +100,7 @@ def _oauth2_table(value):
     if unknown:
         raise ValueError(f"unknown key {unknown[0]!r}; known keys: {', '.join(OAUTH2_KEYS)}")
     missing = [k for k, key in OAUTH2_KEYS.items() if key.default is REQUIRED and k not in value]
+    # refresh_token may be left out only to keep the one already stored.
     if missing:
         raise ValueError(f"{missing[0]!r} is missing")
     return {k: OAUTH2_KEYS[k].convert(v) for k, v in value.items()}

@@ -33,6 +33,10 @@ log = logging.getLogger("rpop.pop3")
 CHUNK = 1 << 18
 
 
+# Response codes that speak of the mailbox or the server, not the mechanism.
+_NOT_MECHANISM = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM"})
+
+
 class State(enum.Enum):
     DISCONNECTED = "disconnected"
     AUTHORIZATION = "authorization"
@@ -175,10 +179,20 @@ class Pop3Client:
         """SASL AUTH (RFC 5034).  ``initial_response`` is base64 text ("=" for
         empty) or None to wait for the first challenge; ``respond`` turns each
         base64 challenge into the base64 answer.  No line-length cap applies to
-        the payloads (OAuth tokens exceed 4 KB)."""
+        the payloads (OAuth tokens exceed 4 KB).
+
+        A refusal of ``AUTH X`` itself, before any credential was sent, is
+        :class:`MechanismUnavailable` (``auto`` selection tries the next
+        mechanism); a refusal after credentials is the usual error
+        (``auth-failed`` for ``[AUTH]`` or no code)."""
         self._require(State.AUTHORIZATION)
         line = f"AUTH {mechanism}" + (f" {initial_response}" if initial_response is not None else "")
         status = await self.command(line, redacted=f"AUTH {mechanism}" + (" ****" if initial_response else ""))
+        if not status.ok and not status.continuation and initial_response is None and status.code not in _NOT_MECHANISM:
+            # Refused before any credential was sent: the mechanism itself is
+            # not available here (Dovecot even says [AUTH] for that), so the
+            # caller may try the next one.
+            raise errors.MechanismUnavailable(f"AUTH {mechanism}: -ERR {status.text}".rstrip())
         while status.continuation:
             answer = await respond(status.text)
             status = await self.command(answer, redacted="****")

@@ -52,7 +52,14 @@ def _excerpt(text: str, limit: int = 80) -> str:
 
 def error_for(status: StatusLine, during: str) -> errors.PollError:
     """The error a ``-ERR`` answer means, by its response code (RFC 2449,
-    RFC 3206).  ``during`` names the step, for the message."""
+    RFC 3206).  ``during`` names the step, for the message.  The error keeps
+    the code as ``response_code``."""
+    error = _error_for(status, during)
+    error.response_code = status.code
+    return error
+
+
+def _error_for(status: StatusLine, during: str) -> errors.PollError:
     message = f"{during}: -ERR {status.text}".rstrip()
     if status.code == "IN-USE":
         return errors.MailboxLocked(message)

@@ -77,3 +77,11 @@ def rpop():
 def json_out(result: subprocess.CompletedProcess):
     assert result.stdout, result.stderr
     return json.loads(result.stdout)
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A fresh site made by ``rpop init``."""
+    result = run_rpop("init", tmp_path / "site")
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "site"

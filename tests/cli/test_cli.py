@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
 import subprocess
@@ -35,13 +34,6 @@ leave = true
 
 def message(uid: str) -> Message:
     return Message(uid=uid, data=f"Return-Path: <x@isp.test>\r\nSubject: {uid}\r\n\r\nbody {uid}\r\n".encode())
-
-
-@pytest.fixture
-def site(tmp_path, rpop):
-    result = rpop("init", tmp_path / "site")
-    assert result.returncode == 0, result.stderr
-    return tmp_path / "site"
 
 
 def write_decl(site, port, password="pw", extra=""):
@@ -256,3 +248,19 @@ def test_a_wrong_key_file_is_a_clear_error(site, rpop, threaded_pop3):
     assert "Traceback" not in result.stderr
     rotate = rpop("-c", site / "rpop.toml", "secrets", "rotate")
     assert rotate.returncode == 2 and "not a secrets key" in rotate.stderr
+
+
+def test_export_round_trips_without_secrets_and_reapplying_keeps_the_password(site, rpop, threaded_pop3):
+    server = threaded_pop3([message("a")], user="alice.smith", password="Very-Secret-1")
+    decl = write_decl(site, server.port, password="Very-Secret-1")
+    decl.write_text(decl.read_text().replace("allow_self_poll = true", 'allow_self_poll = true\nactivity_schedule = ["Daily 00:00-24:00"]'))
+    rpop("-c", site / "rpop.toml", "apply", decl)
+    exported = rpop("-c", site / "rpop.toml", "export")
+    assert exported.returncode == 0, exported.stderr
+    assert "Very-Secret-1" not in exported.stdout and "password =" not in exported.stdout
+    assert 'owner = "alice@example.test"' in exported.stdout and 'aliases = { al = "alice" }' in exported.stdout
+    (site / "exported.toml").write_text(exported.stdout)
+    assert rpop("-c", site / "rpop.toml", "apply", site / "exported.toml").returncode == 0
+    assert rpop("-c", site / "rpop.toml", "export").stdout == exported.stdout
+    polled = json_out(rpop("-c", site / "rpop.toml", "poll", "--once", "--json"))
+    assert polled[0]["error"] is None, "the stored password survived the re-apply"

@@ -9,7 +9,7 @@ import time
 
 from rpopcore.pop3.scriptable_server import Faults, Message
 from tests.cli.conftest import json_out, rpop_command
-from tests.cli.test_cli import DECL, site, write_decl  # noqa: F401  (site is a fixture)
+from tests.cli.test_cli import DECL, write_decl
 
 
 def wait_for(predicate, seconds=30.0):

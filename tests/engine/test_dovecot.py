@@ -4,7 +4,6 @@ pipelining, and certificate verification."""
 
 from __future__ import annotations
 
-import pytest
 
 from tests.sites import delivered, open_site, remote
 
