@@ -23,6 +23,8 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import attrs
+
 from rpopcore import codec, errors
 from rpopcore.config.schema import Key, non_empty_string, read_table
 from rpopcore.hookspecs import hookimpl
@@ -200,8 +202,6 @@ class _transaction:
 
 
 def _with_id(record: RemoteRecord, record_id: int | None) -> RemoteRecord:
-    import attrs
-
     return attrs.evolve(record, id=record_id)
 
 
