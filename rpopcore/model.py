@@ -122,9 +122,10 @@ class SecretRef:
     value: str = attrs.field(default="", repr=False)
 
 
-def split_host(host: str, tls: bool) -> tuple[str, int]:
-    """``pop.example.com:1110`` -> (name, port); the port defaults to 110, or
-    995 for implicit TLS.  IPv6 literals go in brackets: ``[::1]:1110``."""
+def split_host(host: str, tls: bool, default_port: int | None = None) -> tuple[str, int]:
+    """``pop.example.com:1110`` -> (name, port); the port defaults to
+    ``default_port``, else 110, or 995 for implicit TLS.  IPv6 literals go in
+    brackets: ``[::1]:1110``."""
     host = host.strip()
     if host.startswith("["):
         name, _, rest = host[1:].partition("]")
@@ -139,6 +140,8 @@ def split_host(host: str, tls: bool) -> tuple[str, int]:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"port {port!r} is not a number from 1 to 65535")
         return name, int(port)
+    if default_port is not None:
+        return name, default_port
     return name, 995 if tls else 110
 
 
@@ -237,11 +240,13 @@ class Recipient:
 
     @property
     def localpart(self) -> str:
-        return self.address.rpartition("@")[0]
+        local, at, _ = self.address.rpartition("@")
+        return local if at else self.address
 
     @property
     def domain(self) -> str:
-        return self.address.rpartition("@")[2]
+        _, at, domain = self.address.rpartition("@")
+        return domain if at else ""
 
 
 @attrs.frozen

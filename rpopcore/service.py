@@ -44,8 +44,9 @@ class Site:
         factory = _choose(pm.hook.rpop_state_stores(), config.state.name, "state", config.path)
         store = _make(factory, config.state.options, config)
         # Fail on a bad [delivery] table now, not at the first message.
-        _make(_choose(pm.hook.rpop_delivery_agents(), config.delivery.name, "delivery", config.path),
-              config.delivery.options, config)
+        agent = _make(_choose(pm.hook.rpop_delivery_agents(), config.delivery.name, "delivery", config.path),
+                      config.delivery.options, config)
+        await agent.close()
         await store.open()
         return cls(config, pm, store)
 
@@ -147,11 +148,11 @@ class Site:
         if not self.config.bounce_relay:
             return None
         try:
-            host, port = split_host(self.config.bounce_relay, tls=False)
+            host, port = split_host(self.config.bounce_relay, tls=False, default_port=25)
         except ValueError as exc:
             raise errors.ConfigError(f"{self.config.path}: [bounces] key 'relay': {exc}; write host:port") from None
         factory = _choose(self.pm.hook.rpop_delivery_agents(), "smtp", "bounces", self.config.path)
-        return _make(factory, {"host": host, "port": port if ":" in self.config.bounce_relay else 25}, self.config)
+        return _make(factory, {"host": host, "port": port}, self.config)
 
     async def poll_context(
         self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None
