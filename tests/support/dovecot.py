@@ -250,6 +250,12 @@ class Dovecot:
         ``login_greeting`` (Dovecot's default is "Dovecot ready.").
     extra_config
         Raw text appended to dovecot.conf.
+    oauth2
+        Settings for an ``oauth2`` passdb (``dovecot-oauth2.conf.ext``, e.g.
+        ``{"introspection_mode": "post", "introspection_url": ...}``): the
+        passdb is placed before the passwd-file one and serves only the
+        ``xoauth2`` and ``oauthbearer`` mechanisms, so bearer tokens are
+        checked there.  None (the default): no such passdb.
     directory
         Where to put everything (default: a fresh ``tempfile.mkdtemp`` in
         :func:`default_parent`).  Its
@@ -271,6 +277,7 @@ class Dovecot:
         trusted_networks: str = "",
         greeting: str | None = None,
         extra_config: str = "",
+        oauth2: Mapping[str, str] | None = None,
         directory: str | os.PathLike | None = None,
         keep: bool = False,
         mail_user: str = MAIL_USER,
@@ -289,6 +296,7 @@ class Dovecot:
         self.trusted_networks = trusted_networks
         self.greeting = greeting
         self.extra_config = extra_config
+        self.oauth2 = dict(oauth2) if oauth2 is not None else None
         self.mail_user = mail_user
         self.start_timeout = start_timeout
         self._directory_arg = Path(directory) if directory is not None else None
@@ -322,6 +330,10 @@ class Dovecot:
     @property
     def stderr_path(self) -> Path:
         return self._need_root() / "dovecot.stderr"
+
+    @property
+    def oauth2_conf_path(self) -> Path:
+        return self._need_root() / "dovecot-oauth2.conf.ext"
 
     @property
     def passwd_path(self) -> Path:
@@ -394,6 +406,8 @@ class Dovecot:
             self._write_passwd()
             for user in self.users:
                 self._ensure_maildir(user)
+            if self.oauth2 is not None:
+                self._write_oauth2_conf()
 
     def start(self) -> "Dovecot":
         """Start Dovecot and wait until POP3 greets; returns self.
@@ -569,6 +583,14 @@ class Dovecot:
         os.utime(tmp, (stamp, stamp))
         os.replace(tmp, self.passwd_path)
 
+    def _write_oauth2_conf(self) -> None:
+        for key, value in self.oauth2.items():
+            if not key.isidentifier() or any(c in str(value) for c in "\n\r\0"):
+                raise ValueError(f"bad oauth2 passdb setting {key!r} = {value!r}")
+        text = "".join(f"{k} = {v}\n" for k, v in self.oauth2.items())
+        self.oauth2_conf_path.write_text(text)
+        os.chmod(self.oauth2_conf_path, 0o644)  # read by the auth process
+
     # -- configuration --------------------------------------------------
 
     def _config(self) -> str:
@@ -610,6 +632,16 @@ class Dovecot:
             "last_valid_gid = 0",
             "pop3_uidl_format = %08Xu%08Xv",
             "",
+        ]
+        if self.oauth2 is not None:
+            lines += [
+                "passdb {",
+                "  driver = oauth2",
+                "  mechanisms = xoauth2 oauthbearer",
+                f"  args = {v(str(self.oauth2_conf_path))}",
+                "}",
+            ]
+        lines += [
             "passdb {",
             "  driver = passwd-file",
             f"  args = scheme=PLAIN {v(str(self.passwd_path))}",
