@@ -11,7 +11,7 @@ unusable (:class:`rpopcore.errors.MechanismUnavailable`) passes to the next.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol, Sequence
+from typing import Awaitable, Callable, Protocol, Sequence
 
 import attrs
 
@@ -34,6 +34,10 @@ class AuthContext:
     #: Reveals a secret the record stores besides its password (an OAuth
     #: refresh token): ``reveal(SecretRef)`` -> the secret in clear.
     reveal: Callable[[SecretRef], str] = lambda ref: ""
+    #: Replaces a secret the record stores, e.g. ``("oauth2.refresh_token",
+    #: new)`` when a provider rotates refresh tokens: sealed with the site
+    #: key and saved in the record, durably, before this returns.
+    store_secret: Callable[[str, str], Awaitable[None]] | None = None
 
 
 class AuthMechanism(Protocol):

@@ -179,6 +179,7 @@ class _Session:
                 capabilities=client.capabilities,
                 tls_active=client.tls_active,
                 reveal=ctx.keyring.reveal,
+                store_secret=self._store_secret,
             )
             used = await auth.login(client, context, ctx.mechanisms, secret, self.log)
             self._warn_cleartext(used, client)
@@ -188,6 +189,19 @@ class _Session:
             await client.close()
         if self.delivery_error is not None:
             raise self.delivery_error
+
+    async def _store_secret(self, name: str, value: str) -> None:
+        """Seal ``value`` and store it as the record's ``table.key`` secret
+        (``oauth2.refresh_token``), keeping everything else of the record."""
+        table, _, key = name.partition(".")
+        record = await self.ctx.store.get_record(self.record.id)
+        if record is None or not key or not isinstance(record.options.get(table), dict):
+            raise errors.RpopError(f"the record has no {table} table to store {name} in")
+        sealed = self.ctx.keyring.seal(value)
+        options = dict(record.options)
+        options[table] = {**options[table], key: {"source": sealed.source, "value": sealed.value}}
+        await self.ctx.store.save_record(attrs.evolve(record, options=options))
+        self.log.log(logs.PROTOCOL, "stored the new %s the server's provider issued", name)
 
     def _warn_cleartext(self, mechanism_name: str, client: Pop3Client) -> None:
         mechanism = next((m for m in self.ctx.mechanisms if m.name == mechanism_name), None)

@@ -9,6 +9,7 @@ passwords already sealed by the site key.  Applying it is
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -83,8 +84,19 @@ REMOTE_KEYS = {"owner": Key(non_empty_string), **_COMMON_RECORD_KEYS}
 UNIFIED_KEYS = {**_COMMON_RECORD_KEYS, "special_field": Key(string, ""), "dedupe": Key(boolean, True)}
 
 
+def _token_endpoint(value) -> str:
+    """HTTPS, or plain HTTP only to this machine (a test or a local proxy):
+    refresh tokens and client secrets must not cross a network in clear."""
+    url = urllib.parse.urlsplit(non_empty_string(value))
+    host = (url.hostname or "").lower()
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    if url.scheme == "https" and host or (url.scheme == "http" and loopback):
+        return value.strip()
+    raise ValueError(f"{value!r} is not an https:// URL (plain http:// is allowed only to 127.0.0.1 or ::1)")
+
+
 OAUTH2_KEYS = {
-    "token_endpoint": Key(non_empty_string),
+    "token_endpoint": Key(_token_endpoint),
     "client_id": Key(non_empty_string),
     "client_secret": Key(string, ""),
     "refresh_token": Key(string, ""),

@@ -264,3 +264,11 @@ def test_export_round_trips_without_secrets_and_reapplying_keeps_the_password(si
     assert rpop("-c", site / "rpop.toml", "export").stdout == exported.stdout
     polled = json_out(rpop("-c", site / "rpop.toml", "poll", "--once", "--json"))
     assert polled[0]["error"] is None, "the stored password survived the re-apply"
+
+
+def test_an_oauth2_token_endpoint_in_clear_over_a_network_is_refused(site, rpop):
+    decl = write_decl(site, 1110, extra='\n[[remote]]\nowner = "bob@example.test"\naccount = "b"\nhost = "h"\n'
+                      'oauth2 = { token_endpoint = "http://login.example.test/token", client_id = "c", refresh_token = "r" }\n')
+    result = rpop("-c", site / "rpop.toml", "apply", decl)
+    assert result.returncode == 2 and "key 'oauth2'" in result.stderr and "https://" in result.stderr
+    assert '"r"' not in result.stderr

@@ -224,8 +224,10 @@ class OAuth2Provider:
             self.issued.append(token)
             body = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in, "scope": form.get("scope", "")}
             if self.rotate:
+                # As Microsoft may: the old refresh token stops working.
                 new = "rt-" + secrets.token_urlsafe(24)
                 self._accounts[new] = account
+                del self._accounts[form["refresh_token"]]
                 body["refresh_token"] = new
             return 200, body
 

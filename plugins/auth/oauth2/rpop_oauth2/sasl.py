@@ -78,6 +78,7 @@ class BearerMechanism:
         grant = account.grant(context.reveal)
         timeout = float(context.record.timeout or context.settings.timeout)
         token = await self.tokens.token(grant, timeout=timeout)
+        await self._keep_rotated(context, token)
         self._log_token(client, token, grant.token_endpoint)
         try:
             await self._login(client, context, token)
@@ -92,8 +93,16 @@ class BearerMechanism:
             )
             self.tokens.forget(grant, token)
             token = await self.tokens.refresh(grant, timeout=timeout)
+            await self._keep_rotated(context, token)
             self._log_token(client, token, grant.token_endpoint)
             await self._login(client, context, token)
+
+    @staticmethod
+    async def _keep_rotated(context: AuthContext, token: AccessToken) -> None:
+        """Providers that rotate refresh tokens (Microsoft) may invalidate the
+        old one: store the new one in the record before anything else."""
+        if token.fresh and token.rotated_refresh_token and context.store_secret is not None:
+            await context.store_secret("oauth2.refresh_token", token.rotated_refresh_token)
 
     def _log_token(self, client: Pop3Client, token: AccessToken, endpoint: str) -> None:
         left = max(0, round(token.expires_at - self.tokens.clock()))

@@ -132,6 +132,9 @@ class AccessToken:
     value: str = attrs.field(repr=False)
     expires_at: float
     fresh: bool
+    #: A new refresh token the provider issued with this access token, to be
+    #: stored in the record; None when it did not rotate it.
+    rotated_refresh_token: str | None = attrs.field(default=None, repr=False)
 
 
 async def request_token(grant: RefreshGrant, *, timeout: float, refresh_token: str | None = None) -> TokenAnswer:
@@ -276,8 +279,9 @@ class TokenCache:
     obtained.  Concurrent polls sharing a refresh token wait for one grant.
 
     A rotated refresh token (the provider sends a new one with the access
-    token) is remembered here and used for the next grant; it is not written
-    back to the record, so after a restart the configured one is used again.
+    token) is remembered here and used for the next grant, and handed to the
+    mechanism with the access token (:attr:`AccessToken.rotated_refresh_token`)
+    so it is stored in the record and survives a restart.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, margin: float = EXPIRY_MARGIN):
@@ -323,7 +327,8 @@ class TokenCache:
         key = grant.key
         answer = await request_token(grant, timeout=timeout, refresh_token=self._rotated.get(key))
         now = self.clock()
-        token = AccessToken(answer.access_token, now + answer.expires_in, fresh=True)
+        token = AccessToken(answer.access_token, now + answer.expires_in, fresh=True,
+                            rotated_refresh_token=answer.refresh_token)
         self._entries[key] = _Entry(token, now + answer.expires_in - self.margin)
         if answer.refresh_token is not None:
             self._rotated[key] = answer.refresh_token

@@ -179,3 +179,30 @@ async def test_a_5kb_token_goes_in_the_two_step_form(dovecot_factory, oauth2_pro
     assert "C: AUTH XOAUTH2\n" in text and "C: AUTH XOAUTH2 ****" not in text
     assert provider.issued[0] not in text
     await site.close()
+
+
+async def test_a_rotated_refresh_token_is_stored_and_used_after_a_restart(
+    dovecot_factory, oauth2_provider, test_ca, tmp_path, rpop_log
+):
+    # Microsoft issues a new refresh token with every grant and may revoke
+    # the old one: rpop stores the new one in the record, sealed.
+    provider = oauth2_provider(rotate=True)
+    first = provider.add_account("alice")
+    dovecot = dovecot_factory(tls=True, auth_mechanisms=MECHANISMS, oauth2=provider.dovecot_settings())
+    dovecot.put("alice", mail(1))
+    record = remote(dovecot.host, dovecot.pop3s_port, account="alice", tls=True, ca_file=str(test_ca.ca_pem_path),
+                    auth="xoauth2")
+    site = await open_site(tmp_path, record + provider.record_table(first))
+    assert (await poll(site)).error is None
+    CACHE.clear()  # as after a restart: nothing in memory, and the first refresh token no longer works
+    dovecot.put("alice", mail(2))
+    result = await poll(site)
+    assert (result.retrieved, result.error) == (1, None)
+    assert [g.refresh_token for g in provider.grants][0] == first
+    assert provider.grants[1].refresh_token != first
+    (stored,) = await site.store.list_records()
+    assert provider.grants[1].refresh_token not in str(stored.options), "stored sealed, never in clear"
+    assert "stored the new oauth2.refresh_token" in rpop_log.text
+    for secret in [first, *(g.refresh_token for g in provider.grants)]:
+        assert secret not in rpop_log.text
+    await site.close()
