@@ -206,16 +206,15 @@ async def test_an_unreachable_token_endpoint_is_server_temporary_and_nothing_is_
 
 
 async def test_a_token_endpoint_without_tls_elsewhere_than_loopback_is_refused(pop3_server, oauth2_provider, tmp_path):
+    from rpopcore import errors
+
     provider, handler, server = await start(pop3_server, oauth2_provider)
     declaration = remote(server.host, server.port, account="alice", auth="xoauth2") + provider.record_table(
         "rt-any", token_endpoint="http://oauth2.example.org/token"
     )
-    site = await open_site(tmp_path, declaration)
-    result = await poll(site)
-    assert result.error == "auth-unavailable"
-    assert "is not an https:// URL" in result.detail
-    assert auth_commands(server) == []
-    await site.close()
+    with pytest.raises(errors.ConfigError, match="key 'oauth2'.*is not an https:// URL"):
+        await open_site(tmp_path, declaration)
+    assert server.sessions_total == 0
 
 
 @attrs.define

@@ -1,12 +1,14 @@
-"""Fixtures shared by every test: real servers (Dovecot, the test CA) and the
-project's scriptable POP3 server."""
+"""Fixtures shared by every test, under tests/ and beside each plugin: real
+servers (Dovecot, the test CA, an OAuth provider) and the project's
+scriptable POP3 server."""
 
 from __future__ import annotations
 
 import pytest
 
 from rpopcore.pop3.scriptable_server import ScriptableServer
-from tests.support.fixtures import *  # noqa: F401,F403  (dovecot, dovecot_factory, test_ca)
+from tests.support.fixtures import *  # noqa: F401,F403  (dovecot, dovecot_factory, test_ca, server_cert)
+from tests.support.oauth2_provider import oauth2_provider  # noqa: F401
 
 
 @pytest.fixture
