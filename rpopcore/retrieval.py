@@ -52,6 +52,8 @@ log = logging.getLogger("rpop.retrieval")
 
 #: Commands kept in flight when the server pipelines.
 PIPELINE_WINDOW = 16
+#: Messages being delivered while the next ones arrive.
+DELIVERIES_IN_FLIGHT = 8
 
 
 @attrs.define
@@ -255,46 +257,77 @@ class _Session:
         self.log.log(logs.PROTOCOL, "%d messages, %d new", len(numbers), len(fetch))
         window = PIPELINE_WINDOW if client.capabilities.pipelining else 1
         outstanding: collections.deque[tuple[str, int]] = collections.deque()
-        stop = ctx.stop
-        while True:
-            while client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
-                if deletes:
-                    n = deletes.popleft()
-                    client.send(f"DELE {n}")
-                    outstanding.append(("DELE", n))
-                else:
-                    n = fetch.popleft()
-                    client.send(f"RETR {n}", multiline=True)
-                    outstanding.append(("RETR", n))
-            if not outstanding:
-                break
-            await client.flush()
-            verb, n = outstanding.popleft()
-            if verb == "DELE":
-                status = await client.receive()
-                if not status.ok:
-                    self.log.log(logs.PROBLEM, "DELE %d refused (-ERR %s); it stays on the server", n, status.text)
-                continue
-            if await self._retrieve_one(client, n, numbers[n]) and not record.leave:
-                deletes.append(n)
+        # Deliveries run while the next messages arrive; each settles (UID
+        # remembered, DELE queued) only once its copy is durable.
+        deliveries: collections.deque[asyncio.Task] = collections.deque()
 
-    async def _retrieve_one(self, client: Pop3Client, number: int, uid: str | None) -> bool:
-        """RETR one message and deliver it; True when it may be deleted."""
+        async def settle(task: asyncio.Task) -> None:
+            number, complete = await task
+            if complete and not record.leave:
+                deletes.append(number)
+
+        stop = ctx.stop
+        try:
+            while True:
+                while deliveries and deliveries[0].done():
+                    await settle(deliveries.popleft())
+                while client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
+                    if deletes:
+                        n = deletes.popleft()
+                        client.send(f"DELE {n}")
+                        outstanding.append(("DELE", n))
+                    else:
+                        n = fetch.popleft()
+                        client.send(f"RETR {n}", multiline=True)
+                        outstanding.append(("RETR", n))
+                if not outstanding:
+                    if not deliveries:
+                        break
+                    await settle(deliveries.popleft())
+                    continue
+                await client.flush()
+                verb, n = outstanding.popleft()
+                if verb == "DELE":
+                    status = await client.receive()
+                    if not status.ok:
+                        self.log.log(logs.PROBLEM, "DELE %d refused (-ERR %s); it stays on the server", n, status.text)
+                    continue
+                message = await self._receive_message(client, n, numbers[n])
+                if message is not None:
+                    deliveries.append(asyncio.create_task(self._deliver_and_remember(message)))
+                while len(deliveries) >= DELIVERIES_IN_FLIGHT:
+                    await settle(deliveries.popleft())
+        finally:
+            # Whatever ended the session, deliveries under way finish: their
+            # copies and UIDs are recorded, so nothing arrives twice.
+            if deliveries:
+                await asyncio.gather(*deliveries, return_exceptions=True)
+
+    async def _receive_message(self, client: Pop3Client, number: int, uid: str | None) -> RetrievedMessage | None:
+        """Read the answer to RETR into a spool; None when it was refused."""
         spool = MessageSpool()
         try:
             status = await client.receive(spool.write)
-            if not status.ok:
-                self.log.log(logs.PROBLEM, "RETR %d refused (-ERR %s); skipped", number, status.text)
-                return False
-            spool.finish()
-            self.retrieved += 1
-            message = RetrievedMessage(uid, number, spool)
-            complete = await self._deliver(message)
-            if complete and uid is not None:
-                await self.ctx.store.remember_uid(self.record.id, uid)
-            return complete
-        finally:
+        except BaseException:
             spool.close()
+            raise
+        if not status.ok:
+            spool.close()
+            self.log.log(logs.PROBLEM, "RETR %d refused (-ERR %s); skipped", number, status.text)
+            return None
+        spool.finish()
+        self.retrieved += 1
+        return RetrievedMessage(uid, number, spool)
+
+    async def _deliver_and_remember(self, message: RetrievedMessage) -> tuple[int, bool]:
+        """Deliver, then remember the UID; (number, whether it may be deleted)."""
+        try:
+            complete = await self._deliver(message)
+            if complete and message.uid is not None:
+                await self.ctx.store.remember_uid(self.record.id, message.uid)
+            return message.number, complete
+        finally:
+            message.close()
 
     async def _deliver(self, message: RetrievedMessage) -> bool:
         """Deliver to every recipient not reached before; True when every
@@ -311,14 +344,19 @@ class _Session:
             return False
         name = message.uid or message.number
         tracked = message.uid is not None and len(envelope.recipients) > 1
-        done: set[str] = await ctx.store.delivered_recipients(record.id, message.uid) if tracked else set()
         dedupe_key = message.message_id if record.kind is RecordKind.UNIFIED and record.dedupe else ""
+        copies: set[str] = set()
         if dedupe_key:
+            # Claimed before any await: deliveries run concurrently, and a
+            # second copy must see the first one's claim.  A copy whose
+            # delivery fails for now stays on the server, so the claim can stay.
             copies = {r.address for r in envelope.recipients if (dedupe_key, r.address) in self.seen_in_poll}
-            if copies - done:
-                self.log.log(logs.MAJOR, "message %s: %s already got %s in this poll; not delivered again",
-                             name, ", ".join(sorted(copies - done)), dedupe_key)
-            done |= copies
+            self.seen_in_poll.update((dedupe_key, r.address) for r in envelope.recipients)
+        done: set[str] = await ctx.store.delivered_recipients(record.id, message.uid) if tracked else set()
+        if copies - done:
+            self.log.log(logs.MAJOR, "message %s: %s already got %s in this poll; not delivered again",
+                         name, ", ".join(sorted(copies - done)), dedupe_key)
+        done |= copies
         todo = [r for r in envelope.recipients if r.address not in done]
         outcomes = await self._dispatch(message, envelope, todo)
         failed = []
@@ -326,8 +364,6 @@ class _Session:
             address = outcome.recipient.address
             if outcome.outcome is Outcome.DELIVERED:
                 self.log.log(logs.MAJOR, "message %s delivered to %s", name, address)
-                if dedupe_key:
-                    self.seen_in_poll.add((dedupe_key, address))
             elif outcome.outcome is Outcome.PERMANENT:
                 self.log.log(logs.PROBLEM, "message %s to %s failed permanently: %s", name, address, outcome.detail)
                 failed.append(outcome)

@@ -50,6 +50,7 @@ async def open_site(folder: Path, declaration: str, settings: str = "allow_self_
 
 
 def delivered(folder: Path, user: str = "alice", domain: str = "example.test") -> list[bytes]:
-    """Messages in a local Maildir's new/, oldest first."""
+    """Messages in a local Maildir's new/, oldest first (deliveries run
+    concurrently, so the order of messages from one poll is not fixed)."""
     paths = sorted((folder / "mail" / domain / user / "new").glob("*"), key=lambda p: p.stat().st_mtime_ns)
     return [p.read_bytes() for p in paths]

@@ -1,8 +1,12 @@
 """Delivery into Maildir folders: ``<root>/<domain>/<localpart>/{tmp,new,cur}``.
 
 Each copy is written under ``tmp/``, fsync'd, renamed into ``new/`` and the
-``new/`` directory fsync'd: one fsync pair per delivered file, after which
-the copy survives a crash and the message may leave the server.  File names
+``new/`` directory fsync'd: at most one fsync pair per delivered file, after
+which the copy survives a crash and the message may leave the server.
+Deliveries run in worker threads, several at once; renames into one folder
+that happen while its directory is being fsync'd share the next fsync
+(group commit), so a busy folder costs fewer than one directory fsync per
+file.  File names
 follow the Maildir convention (time, microseconds, pid, a counter, the host
 name) plus ``,S=<size>``, which Dovecot and others use to skip a stat.
 
@@ -19,6 +23,7 @@ import asyncio
 import itertools
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -33,10 +38,46 @@ _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
 
+class _DirectorySync:
+    """Group commit of one directory's fsyncs.  A rename is durable once an
+    fsync of the directory that began after the rename has finished; a
+    thread that finds such an fsync done need not start its own."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._count = threading.Lock()
+        self._syncing = threading.Lock()
+        self.renamed = 0
+        self.synced = 0
+
+    def after_rename(self) -> int:
+        with self._count:
+            self.renamed += 1
+            return self.renamed
+
+    def make_durable(self, ticket: int) -> None:
+        with self._syncing:
+            if self.synced >= ticket:
+                return
+            with self._count:
+                covered = self.renamed
+            _fsync_dir(self.path)
+            self.synced = covered
+
+
 class MaildirAgent:
     def __init__(self, root: Path):
         self.root = root
         self._ready: set[Path] = set()
+        self._syncs: dict[Path, _DirectorySync] = {}
+        self._syncs_lock = threading.Lock()
+
+    def _sync_for(self, path: Path) -> _DirectorySync:
+        with self._syncs_lock:
+            sync = self._syncs.get(path)
+            if sync is None:
+                sync = self._syncs[path] = _DirectorySync(path)
+            return sync
 
     async def deliver(self, message, envelope, recipients):
         # File writes and fsync block; a worker thread keeps the event loop
@@ -54,8 +95,10 @@ class MaildirAgent:
         try:
             path = self._write(folder, message.chunks(envelope.remove_fields, trace_fields(envelope.sender, recipient.address)))
         except OSError as exc:
-            # Disk full, permissions, a read-only mount: all things an
-            # administrator can fix, so the message waits on the server.
+            # Disk full, permissions, a read-only mount, a folder removed:
+            # all things an administrator can fix, so the message waits on
+            # the server (and the folder is checked afresh next time).
+            self._ready.discard(folder)
             return RecipientOutcome(recipient, Outcome.TEMPORARY, f"cannot write to {folder}: {exc.strerror or exc}")
         return RecipientOutcome(recipient, Outcome.DELIVERED, str(path))
 
@@ -89,13 +132,14 @@ class MaildirAgent:
                 os.fsync(f.fileno())
             final = folder / "new" / f"{base},S={size}"
             os.rename(tmp, final)
+            ticket = self._sync_for(folder / "new").after_rename()
         except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             raise
-        _fsync_dir(folder / "new")
+        self._sync_for(folder / "new").make_durable(ticket)
         return final
 
     async def close(self) -> None:

@@ -1,0 +1,93 @@
+"""The Maildir delivery agent on its own: layout, names, durability, group
+commit, and which failures are temporary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import rpop_delivery_maildir as maildir
+from rpopcore.message import MessageSpool, RetrievedMessage
+from rpopcore.model import Envelope, Outcome, Recipient
+
+
+def message(text: bytes, uid: str = "u1") -> RetrievedMessage:
+    spool = MessageSpool()
+    spool.write(text)
+    spool.finish()
+    return RetrievedMessage(uid, 1, spool)
+
+
+ENVELOPE = Envelope(sender="s@far.test", recipients=(Recipient("alice@example.test"), Recipient("bob@example.test")))
+
+
+async def test_each_recipient_gets_a_copy_in_new_named_with_its_size(tmp_path):
+    agent = maildir.make_agent({"root": "mail"}, tmp_path)
+    outcomes = await agent.deliver(message(b"Return-Path: <old@x>\nSubject: hi\n\nbody\n"), ENVELOPE, list(ENVELOPE.recipients))
+    assert [o.outcome for o in outcomes] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    for user in ("alice", "bob"):
+        folder = tmp_path / "mail" / "example.test" / user
+        assert {p.name for p in folder.iterdir()} == {"tmp", "new", "cur"}
+        (path,) = (folder / "new").iterdir()
+        data = path.read_bytes()
+        assert data == f"Return-Path: <s@far.test>\nDelivered-To: {user}@example.test\nSubject: hi\n\nbody\n".encode()
+        assert path.name.endswith(f",S={len(data)}")
+        assert list((folder / "tmp").iterdir()) == []
+
+
+async def test_concurrent_deliveries_share_directory_fsyncs_and_all_arrive(tmp_path, monkeypatch):
+    synced = []
+    real = maildir._fsync_dir
+
+    def counting(path):
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(maildir, "_fsync_dir", counting)
+    agent = maildir.make_agent({}, tmp_path)
+    one = Envelope(sender="", recipients=(Recipient("alice@example.test"),))
+    await agent.deliver(message(b"Subject: first\n\nx\n"), one, list(one.recipients))  # creates the folder
+    synced.clear()
+    n = 64
+    results = await asyncio.gather(*(
+        agent.deliver(message(f"Subject: {i}\n\n{'y' * 5000}\n".encode()), one, list(one.recipients)) for i in range(n)
+    ))
+    assert all(r[0].outcome is Outcome.DELIVERED for r in results)
+    new = tmp_path / "mail" / "example.test" / "alice" / "new"
+    assert len(list(new.iterdir())) == n + 1
+    assert 1 <= len([p for p in synced if p == new]) <= n, "never more than one directory fsync per file"
+
+
+async def test_an_address_that_cannot_name_a_folder_is_permanent(tmp_path):
+    agent = maildir.make_agent({}, tmp_path)
+    bad = Recipient("../escape@example.test")
+    (outcome,) = await agent.deliver(message(b"Subject: x\n\nx\n"), Envelope("", (bad,)), [bad])
+    assert outcome.outcome is Outcome.PERMANENT
+    assert not (tmp_path / "escape").exists()
+
+
+async def test_a_folder_that_cannot_be_written_is_temporary_and_recovers(tmp_path):
+    agent = maildir.make_agent({}, tmp_path)
+    blocker = tmp_path / "mail" / "example.test" / "alice"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    alice = Recipient("alice@example.test")
+    (outcome,) = await agent.deliver(message(b"Subject: x\n\nx\n"), Envelope("", (alice,)), [alice])
+    assert outcome.outcome is Outcome.TEMPORARY and "cannot write" in outcome.detail
+    blocker.unlink()
+    (outcome,) = await agent.deliver(message(b"Subject: x\n\nx\n"), Envelope("", (alice,)), [alice])
+    assert outcome.outcome is Outcome.DELIVERED
+
+
+def test_group_commit_one_directory_fsync_covers_every_rename_before_it(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(maildir, "_fsync_dir", synced.append)
+    sync = maildir._DirectorySync(tmp_path)
+    tickets = [sync.after_rename() for _ in range(3)]
+    sync.make_durable(tickets[2])
+    assert synced == [tmp_path]
+    sync.make_durable(tickets[0])  # an earlier rename: already covered
+    sync.make_durable(tickets[1])
+    assert synced == [tmp_path]
+    later = sync.after_rename()
+    sync.make_durable(later)  # a rename after the fsync began needs a new one
+    assert synced == [tmp_path, tmp_path]
