@@ -122,6 +122,13 @@ class HostDelayed(PollError):
     account_failure = False
 
 
+class RecordBusy(PollError):
+    """Not polled: another process or worker is polling this record now."""
+
+    code = "record-busy"
+    account_failure = False
+
+
 class MechanismUnavailable(PollError):
     """The chosen authentication mechanism cannot be used with this server;
     in ``auto`` selection the next mechanism is tried."""

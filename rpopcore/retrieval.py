@@ -23,7 +23,11 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import os
+import socket
 import ssl
+import time
+import uuid
 from typing import Callable, Sequence
 
 import attrs
@@ -54,6 +58,10 @@ log = logging.getLogger("rpop.retrieval")
 PIPELINE_WINDOW = 16
 #: Messages being delivered while the next ones arrive.
 DELIVERIES_IN_FLIGHT = 8
+#: One record is polled by one process at a time: a lease in the state
+#: store, renewed while the poll goes on.
+LEASE_SECONDS = 600
+HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @attrs.define
@@ -81,6 +89,17 @@ async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
     """Poll one record once and store its status; never raises for a failed
     poll: the result carries the error code."""
     rlog = logs.for_record(log, record.id)
+    if not await ctx.store.acquire_lease(record.id, HOLDER, LEASE_SECONDS):
+        rlog.log(logs.PROBLEM, "not polled: another process or worker is polling this record now")
+        return PollResult(record_id=record.id, error=errors.RecordBusy.code,
+                          detail="another process or worker is polling this record now")
+    try:
+        return await _poll_leased(ctx, record, rlog)
+    finally:
+        await ctx.store.release_lease(record.id, HOLDER)
+
+
+async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog) -> PollResult:
     started = ctx.clock()
     session = _Session(ctx, record, rlog)
     error: errors.RpopError | None = None
@@ -146,6 +165,7 @@ class _Session:
         self.retrieved = 0
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
+        self.lease_renewed = time.monotonic()
         # (Message-ID, recipient) delivered in this poll: duplicates a
         # provider stored once per recipient are not delivered again.
         self.seen_in_poll: set[tuple[str, str]] = set()
@@ -325,6 +345,9 @@ class _Session:
             complete = await self._deliver(message)
             if complete and message.uid is not None:
                 await self.ctx.store.remember_uid(self.record.id, message.uid)
+            if time.monotonic() - self.lease_renewed > LEASE_SECONDS / 4:
+                self.lease_renewed = time.monotonic()
+                await self.ctx.store.acquire_lease(self.record.id, HOLDER, LEASE_SECONDS)
             return message.number, complete
         finally:
             message.close()

@@ -17,7 +17,7 @@ import signal
 from typing import Callable
 
 from rpopcore import logs, schedule
-from rpopcore.errors import HostDelayed
+from rpopcore.errors import HostDelayed, RecordBusy
 from rpopcore.model import PollStatus
 from rpopcore.retrieval import poll_record
 
@@ -25,6 +25,8 @@ log = logging.getLogger("rpop.scheduler")
 
 #: Longest sleep between looks at the state store, in seconds.
 TICK = 5.0
+#: How long to wait before trying again a record another process is polling.
+BUSY_RETRY = 30.0
 #: How long a stop waits for polls in progress before cutting them off.
 STOP_GRACE = 60.0
 
@@ -42,6 +44,7 @@ class Daemon:
         self.running: dict[int, asyncio.Task] = {}
         self.wake = asyncio.Event()
         self.relay = None
+        self.busy_until: dict[int, dt.datetime] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         agent = self.site.delivery_agent()
@@ -72,15 +75,22 @@ class Daemon:
                 if not task.cancelled() and task.exception() is not None:
                     exc = task.exception()
                     log.error("[record %s] poll crashed: %s: %s", rid, type(exc).__name__, exc)
+                elif not task.cancelled() and task.result().error == RecordBusy.code:
+                    # Someone else is polling it (rpop poll --once): look again later.
+                    self.busy_until[rid] = self.clock() + dt.timedelta(seconds=BUSY_RETRY)
         store = self.site.store
         ctx = await self.site.poll_context(agent, stop, relay=self.relay)
         records = [r for r in await store.list_records() if r.poll_every is not None]
         statuses = await store.load_statuses()
         delays = schedule.host_delays(records, statuses, ctx.settings)
         now = self.clock()
+        sleep = self.tick
         plan = []
         for record in records:
             if record.id in self.running:
+                continue
+            if self.busy_until.get(record.id, now) > now:
+                sleep = min(sleep, (self.busy_until[record.id] - now).total_seconds())
                 continue
             status = statuses.get(record.id)
             when = schedule.due(record, status, ctx.settings, self.started, delays)
@@ -90,7 +100,6 @@ class Daemon:
                     await self._mark_host_delayed(record, status, when)
             plan.append((when, record))
         plan.sort(key=lambda item: item[0].at)
-        sleep = self.tick
         for when, record in plan:
             if when.at > now:
                 sleep = min(sleep, (when.at - now).total_seconds())

@@ -72,6 +72,15 @@ class StateStore(Protocol):
     async def forget_recipients(self, record_id: int, uid: str) -> None:
         """Drop per-recipient progress once the whole message is complete."""
 
+    async def acquire_lease(self, record_id: int, holder: str, seconds: int) -> bool:
+        """Take (or renew) the right to poll a record for ``seconds``: True
+        when ``holder`` has it now, False when another holder's lease has not
+        expired.  Atomic: two processes (or workers on two machines sharing a
+        networked store) never both get it."""
+
+    async def release_lease(self, record_id: int, holder: str) -> None:
+        """Give the lease back (only if ``holder`` still has it)."""
+
     async def save_status(self, status: PollStatus) -> None:
         """Store the outcome of the latest poll of a record."""
 

@@ -94,3 +94,15 @@ async def test_statuses(store):
     await store.save_status(status)
     assert await store.load_status(r.id) == status
     assert await store.load_statuses() == {r.id: status}
+
+
+async def test_leases_let_one_holder_poll_a_record_at_a_time(store):
+    (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
+    assert await store.acquire_lease(r.id, "worker-a", 60)
+    assert not await store.acquire_lease(r.id, "worker-b", 60)
+    assert await store.acquire_lease(r.id, "worker-a", 60), "the holder renews its own lease"
+    await store.release_lease(r.id, "worker-b")  # not the holder: no effect
+    assert not await store.acquire_lease(r.id, "worker-b", 60)
+    await store.release_lease(r.id, "worker-a")
+    assert await store.acquire_lease(r.id, "worker-b", 0)
+    assert await store.acquire_lease(r.id, "worker-a", 60), "an expired lease can be taken over"

@@ -346,3 +346,16 @@ async def test_a_crashing_delivery_plugin_fails_the_record_and_leaves_mail_on_th
     assert result.error == "internal-error" and "disk on fire" in result.detail
     assert server.uids() == ["a"]
     await site.close()
+
+
+async def test_a_record_another_process_is_polling_is_not_polled_twice(pop3_server, tmp_path):
+    server = await pop3_server([msg("a")])
+    site = await open_site(tmp_path, remote(server.host, server.port))
+    (record,) = await site.store.list_records()
+    assert await site.store.acquire_lease(record.id, "another-process", 60)
+    result = await poll(site)
+    assert (result.error, result.retrieved) == ("record-busy", 0)
+    assert server.sessions_total == 0
+    await site.store.release_lease(record.id, "another-process")
+    assert (await poll(site)).delivered == 1
+    await site.close()

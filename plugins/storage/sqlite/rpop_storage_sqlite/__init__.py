@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS recipients_done (
     recipient TEXT NOT NULL,
     PRIMARY KEY (record_id, uid, recipient)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    record_id INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
+    holder TEXT NOT NULL,
+    until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS status (
     record_id INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
     last_success TEXT,
@@ -175,6 +181,18 @@ class SqliteStore:
 
     async def forget_recipients(self, record_id: int, uid: str) -> None:
         self._db.execute("DELETE FROM recipients_done WHERE record_id = ? AND uid = ?", (record_id, uid))
+
+    async def acquire_lease(self, record_id: int, holder: str, seconds: int) -> bool:
+        now = time.time()
+        with _transaction(self._db):
+            row = self._db.execute("SELECT holder, until FROM leases WHERE record_id = ?", (record_id,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (record_id, holder, now + seconds))
+        return True
+
+    async def release_lease(self, record_id: int, holder: str) -> None:
+        self._db.execute("DELETE FROM leases WHERE record_id = ? AND holder = ?", (record_id, holder))
 
     async def save_status(self, status: PollStatus) -> None:
         self._db.execute(
