@@ -1,22 +1,20 @@
-"""The LMTP client against a scripted server (what Dovecot will not do on
+"""The LMTP agent against a scripted server (what Dovecot will not do on
 demand: no PIPELINING, a refused sender, a connection that drops between
-the per-recipient replies, silence), the DATA encoding, and the site-file
-options."""
+the per-recipient replies, silence), and the site-file options.  The DATA
+encoding is tested with the client, in tests/smtp."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from rpop_delivery_lmtp import DataEncoder, LmtpAgent, make_agent
+from rpop_delivery_lmtp import LmtpAgent, make_agent
 from rpopcore.errors import ConfigError
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 from rpopcore.plugins import plugin_manager
+from tests.smtp.scripted_server import ScriptedLmtp
 
 
 def retrieved(data: bytes) -> RetrievedMessage:
@@ -28,81 +26,6 @@ def retrieved(data: bytes) -> RetrievedMessage:
 
 def envelope(sender: str, *addresses: str) -> Envelope:
     return Envelope(sender=sender, recipients=tuple(Recipient(a, report_failure=True, original=a) for a in addresses))
-
-
-class ScriptedLmtp:
-    """An LMTP server that answers as told and records what it got.
-
-    ``replies`` maps a command's first word (or ``MAIL``/``RCPT <address>``)
-    to the reply; ``after_data`` are the lines sent after the final dot
-    (default: one 250 per accepted RCPT), and ``hang_up`` closes the
-    connection after them."""
-
-    def __init__(self, *, extensions=("PIPELINING", "8BITMIME"), replies=None, after_data=None,
-                 hang_up=False, greeting=b"220 scripted LMTP\r\n"):
-        self.extensions = extensions
-        self.replies = dict(replies or {})
-        self.after_data = after_data
-        self.hang_up = hang_up
-        self.greeting = greeting
-        self.commands: list[str] = []
-        self.data: bytes | None = None
-        self.server = None
-
-    async def serve(self, reader, writer):
-        try:
-            if self.greeting is None:
-                await asyncio.sleep(3600)
-            writer.write(self.greeting)
-            accepted = 0
-            while line := await reader.readline():
-                command = line.decode().rstrip("\r\n")
-                self.commands.append(command)
-                verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
-                if verb == "LHLO":
-                    writer.write(b"".join(b"250-%s\r\n" % e.encode() for e in ("scripted",) + self.extensions[:-1])
-                                 + b"250 %s\r\n" % (self.extensions[-1] if self.extensions else "ok").encode())
-                elif verb == "QUIT":
-                    writer.write(b"221 bye\r\n")
-                    break
-                elif verb == "RCPT":
-                    address = command.split("<", 1)[1].split(">", 1)[0]
-                    reply = self.replies.get(f"RCPT {address}", "250 2.1.5 ok")
-                    accepted += reply.startswith("2")
-                    writer.write(reply.encode() + b"\r\n")
-                elif verb == "DATA":
-                    reply = self.replies.get("DATA", "354 go ahead" if accepted else "503 no valid recipients")
-                    writer.write(reply.encode() + b"\r\n")
-                    if reply.startswith("354"):
-                        chunks = []
-                        while (line := await reader.readline()) != b".\r\n":
-                            if not line:
-                                return
-                            chunks.append(line)
-                        self.data = b"".join(chunks)
-                        after = self.after_data if self.after_data is not None else ["250 2.0.0 saved"] * accepted
-                        writer.write(b"".join(a.encode() + b"\r\n" for a in after))
-                        if self.hang_up:
-                            break
-                else:
-                    writer.write(self.replies.get(verb, "250 2.1.0 ok").encode() + b"\r\n")
-                await writer.drain()
-        finally:
-            writer.close()
-
-    async def start(self, path: Path | None = None) -> "ScriptedLmtp":
-        if path is None:
-            self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
-        else:
-            self.server = await asyncio.start_unix_server(self.serve, str(path))
-        return self
-
-    @property
-    def port(self) -> int:
-        return self.server.sockets[0].getsockname()[1]
-
-    async def stop(self):
-        self.server.close()
 
 
 @pytest.fixture
@@ -220,40 +143,6 @@ async def test_addresses_that_would_break_a_command_are_refused_unsent(scripted)
 
     results = await deliver(agent, envelope("s@isp.test\r\nRSET", "alice@example.test"))
     assert [o.outcome for o in results] == [Outcome.PERMANENT]
-
-
-# --- the DATA stream ----------------------------------------------------------
-
-
-def encode(*chunks: bytes) -> bytes:
-    encoder = DataEncoder()
-    return b"".join(encoder.feed(c) for c in chunks) + encoder.finish()
-
-
-def test_data_is_crlf_and_dot_stuffed():
-    assert encode(b"a\n.b\n..c\n.\nd\n") == b"a\r\n..b\r\n...c\r\n..\r\nd\r\n.\r\n"
-    assert encode(b".first\n") == b"..first\r\n.\r\n"
-    assert encode(b"no final newline") == b"no final newline\r\n.\r\n"
-    assert encode(b"") == b".\r\n"
-    assert encode(b"crlf already\r\n.x\r\n") == b"crlf already\r\n..x\r\n.\r\n"
-    assert encode(b"lone\rcr\n", b"end\r") == b"lone\rcr\r\nend\r\r\n.\r\n"
-
-
-@given(st.binary(), st.lists(st.integers(min_value=0, max_value=200), max_size=8))
-def test_data_does_not_depend_on_where_chunks_split(data, cuts):
-    cuts = sorted({min(c, len(data)) for c in cuts})
-    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-    assert encode(*pieces) == encode(data)
-
-
-@given(st.lists(st.binary().filter(lambda b: b"\n" not in b and b"\r" not in b), max_size=10))
-def test_data_unstuffs_back_to_the_lf_message(lines):
-    message = b"".join(line + b"\n" for line in lines)
-    wire = encode(message)
-    assert wire.endswith(b"\r\n.\r\n") or wire == b".\r\n"
-    body = wire[:-3].split(b"\r\n")[:-1]
-    assert all(not line.startswith(b".") or line.startswith(b"..") for line in body)
-    assert b"".join((line[1:] if line.startswith(b".") else line) + b"\n" for line in body) == message
 
 
 # --- options ------------------------------------------------------------------

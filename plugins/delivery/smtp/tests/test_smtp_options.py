@@ -1,5 +1,5 @@
-"""The smtp plugin's site-file options, and the pieces of its envelope
-encoding."""
+"""The smtp plugin's site-file options.  The pieces of the envelope
+encoding are tested with the client, in tests/smtp."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from rpop_delivery_smtp import DataEncoder, make_agent, path_of, xtext
+from rpop_delivery_smtp import make_agent
 from rpopcore.errors import ConfigError
 from rpopcore.plugins import plugin_manager
 from tests.support.fixtures import test_ca  # noqa: F401  (fixture)
@@ -56,20 +56,3 @@ def test_bad_options_are_config_errors(options, message, tmp_path):
     with pytest.raises(ConfigError) as caught:
         make_agent(options, tmp_path)
     assert str(caught.value).startswith(message)
-
-
-def test_xtext():
-    assert xtext("alice@example.test") == "alice@example.test"
-    assert xtext("a+b=c d\u00e9@x") == "a+2Bb+3Dc+20d+C3+A9@x"
-
-
-def test_paths():
-    assert path_of("") == b"<>"
-    assert path_of('"a b"@x') == b'<"a b"@x>'
-    assert path_of("a@x>\r\nDATA") is None
-
-
-def test_data_encoding():
-    encoder = DataEncoder()
-    assert encoder.feed(b".a\nb") + encoder.feed(b"\n.") + encoder.feed(b"c") + encoder.finish() == \
-        b"..a\r\nb\r\n..c\r\n.\r\n"
