@@ -9,6 +9,7 @@ import pytest
 from rpopcore.pop3.scriptable_server import ScriptableServer
 from tests.support.fixtures import *  # noqa: F401,F403  (dovecot, dovecot_factory, test_ca, server_cert)
 from tests.support.oauth2_provider import oauth2_provider  # noqa: F401
+from tests.support.scripted_smtp import scripted  # noqa: F401  (scripted SMTP/LMTP servers)
 
 
 @pytest.fixture

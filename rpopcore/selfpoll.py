@@ -52,6 +52,17 @@ def _ipv4_interface_addresses() -> Iterable[ipaddress.IPv4Address]:
         return
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine by itself: ``localhost`` or a
+    loopback address (127.0.0.0/8, ::1).  No name is resolved."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def is_own(address: ipaddress._BaseAddress, extra: Iterable[str]) -> bool:
     if address.is_loopback or address.is_unspecified:
         return True

@@ -34,6 +34,7 @@ from rpopcore.config.schema import (
 from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef, split_host
 from rpopcore.model import LOG_LEVELS
 from rpopcore.secrets import Keyring
+from rpopcore.selfpoll import is_loopback_host
 
 SETTINGS_KEYS = {
     "processors": Key(integer),
@@ -88,9 +89,8 @@ def _token_endpoint(value) -> str:
     """HTTPS, or plain HTTP only to this machine (a test or a local proxy):
     refresh tokens and client secrets must not cross a network in clear."""
     url = urllib.parse.urlsplit(non_empty_string(value))
-    host = (url.hostname or "").lower()
-    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
-    if url.scheme == "https" and host or (url.scheme == "http" and loopback):
+    host = url.hostname or ""
+    if url.scheme == "https" and host or (url.scheme == "http" and host and is_loopback_host(host)):
         return value.strip()
     raise ValueError(f"{value!r} is not an https:// URL (plain http:// is allowed only to 127.0.0.1 or ::1)")
 

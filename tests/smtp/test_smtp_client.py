@@ -12,7 +12,7 @@ import pytest
 
 from rpopcore.smtp.client import ConnectOptions, LmtpClient, RcptTo, SmtpClient, State, Transaction
 from rpopcore.smtp.replies import Reply, SessionBroken, extensions, parse_line, path_of, xtext
-from tests.smtp.scripted_server import ScriptedLmtp, ScriptedSmtp, scripted  # noqa: F401  (fixture)
+from tests.support.scripted_smtp import ScriptedLmtp, ScriptedSmtp
 
 MESSAGE = b"Subject: hi\n\n.dot\nbody\n"
 

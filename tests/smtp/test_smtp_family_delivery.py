@@ -9,7 +9,7 @@ from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 from rpopcore.smtp import delivery
 from rpopcore.smtp.client import ConnectOptions, LmtpClient, SmtpClient
-from tests.smtp.scripted_server import ScriptedLmtp, scripted  # noqa: F401  (fixture)
+from tests.support.scripted_smtp import ScriptedLmtp
 from tests.support.dovecot import free_port
 
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import ipaddress
 import json
 import time
 import urllib.error
@@ -56,6 +55,7 @@ from typing import Callable
 import attrs
 
 from rpopcore import errors
+from rpopcore.selfpoll import is_loopback_host
 
 #: Seconds before its announced expiry that a cached access token is no
 #: longer used, so it does not expire between the check and the login.
@@ -178,7 +178,7 @@ def _post(url: str, fields: dict[str, str], timeout: float) -> tuple[int, bytes]
     )
     host = urllib.parse.urlsplit(url).hostname or ""
     # Environment proxies apply to real providers, never to a loopback endpoint.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if is_loopback(host) else urllib.request.build_opener()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if is_loopback_host(host) else urllib.request.build_opener()
     try:
         with opener.open(request, timeout=timeout) as response:
             return response.status, response.read(MAX_ANSWER)
@@ -198,22 +198,12 @@ def check_endpoint(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
         return
     raise errors.MechanismUnavailable(
         f"token_endpoint {url!r} is not an https:// URL (plain http is allowed only to a loopback "
         "address, or the refresh token would cross the network in clear)"
     )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _json_object(body: bytes) -> dict:

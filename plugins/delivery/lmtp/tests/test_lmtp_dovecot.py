@@ -12,7 +12,6 @@ from rpopcore.model import Envelope, Outcome, Recipient
 from rpopcore.service import Site
 from tests.sites import make_site, remote
 from tests.support.dovecot import free_port
-from tests.support.fixtures import dovecot_factory, server_cert, test_ca  # noqa: F401  (fixtures)
 
 #: The site file's folder (only relative paths would be resolved against it).
 SITE = Path("/srv/rpop")

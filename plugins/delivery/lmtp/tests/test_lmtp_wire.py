@@ -14,7 +14,7 @@ from rpopcore.errors import ConfigError
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 from rpopcore.plugins import plugin_manager
-from tests.smtp.scripted_server import ScriptedLmtp
+from tests.support.scripted_smtp import ScriptedLmtp
 
 
 def retrieved(data: bytes) -> RetrievedMessage:

@@ -16,7 +16,6 @@ import pytest
 from rpop_delivery_pipe import PipeAgent, make_agent
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
-from tests.support.fixtures import dovecot_factory, server_cert, test_ca  # noqa: F401  (fixtures)
 
 DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
 MAIL = b"Return-Path: <old@isp.test>\nX-Special: alice\nSubject: piped\n\nline one\n.dot line\n"

@@ -41,7 +41,6 @@ Site file::
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 from pathlib import Path
@@ -49,6 +48,7 @@ from pathlib import Path
 from rpopcore import errors
 from rpopcore.config.schema import Key, boolean, read_table, string
 from rpopcore.hookspecs import hookimpl
+from rpopcore.selfpoll import is_loopback_host
 from rpopcore.smtp import delivery
 from rpopcore.smtp.client import ConnectOptions, SmtpClient
 
@@ -78,15 +78,6 @@ class SmtpAgent:
         pass  # each deliver() closes its own connection
 
 
-def _on_this_machine(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_agent(options, base_dir: Path) -> SmtpAgent:
     """The ``[delivery]`` table (without ``plugin``) -> an :class:`SmtpAgent`."""
     values = read_table(
@@ -110,7 +101,7 @@ def make_agent(options, base_dir: Path) -> SmtpAgent:
     if bool(values["username"]) != bool(values["password"]):
         missing = "password" if values["username"] else "username"
         raise errors.ConfigError(f"[delivery] key '{missing}' is missing; AUTH needs both username and password")
-    if values["username"] and not values["starttls"] and not _on_this_machine(host):
+    if values["username"] and not values["starttls"] and not is_loopback_host(host):
         raise errors.ConfigError(
             "[delivery] key 'username': set starttls = true, or the password crosses the network in clear text")
     if not values["starttls"]:

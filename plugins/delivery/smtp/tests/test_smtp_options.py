@@ -10,7 +10,6 @@ import pytest
 from rpop_delivery_smtp import make_agent
 from rpopcore.errors import ConfigError
 from rpopcore.plugins import plugin_manager
-from tests.support.fixtures import test_ca  # noqa: F401  (fixture)
 
 
 def test_the_entry_point_registers_smtp(monkeypatch):

@@ -18,7 +18,6 @@ from rpopcore.bounces import Bouncer
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient, RecipientOutcome
 from tests.support.dovecot import free_port
-from tests.support.fixtures import server_cert, test_ca  # noqa: F401  (fixtures)
 
 #: The site file's folder (only relative paths would be resolved against it).
 SITE = Path("/srv/rpop")
