@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -140,9 +141,22 @@ async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.Record
 
 def tls_context(record: RemoteRecord) -> ssl.SSLContext:
     """Verified against the system CAs, or the record's ``ca_file`` alone;
-    unverified only when the record says ``tls_verify = false``."""
-    context = ssl.create_default_context(cafile=record.ca_file or None)
-    if not record.tls_verify:
+    unverified only when the record says ``tls_verify = false``.  Contexts
+    are shared between polls: loading the system CAs costs milliseconds, and
+    a thousand mailboxes would pay it a thousand times per cycle."""
+    stamp = 0
+    if record.ca_file:
+        try:
+            stamp = os.stat(record.ca_file).st_mtime_ns  # a replaced CA file is read again
+        except OSError:
+            stamp = -1
+    return _tls_context(record.ca_file, record.tls_verify, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _tls_context(ca_file: str, verify: bool, stamp: int) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context

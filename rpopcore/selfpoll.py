@@ -10,6 +10,7 @@ import fcntl
 import ipaddress
 import socket
 import struct
+import time
 from typing import Iterable
 
 from rpopcore import errors
@@ -17,8 +18,22 @@ from rpopcore import errors
 _SIOCGIFCONF = 0x8912
 
 
-def local_addresses() -> set[ipaddress._BaseAddress]:
-    """Every address of this machine's interfaces (loopback included)."""
+_CACHE_SECONDS = 60.0
+_cached: tuple[float, frozenset] | None = None
+
+
+def local_addresses() -> frozenset[ipaddress._BaseAddress]:
+    """Every address of this machine's interfaces (loopback included), read
+    at most once a minute: a thousand polls need not ask the kernel (and the
+    resolver, for the host name) a thousand times."""
+    global _cached
+    now = time.monotonic()
+    if _cached is None or now - _cached[0] > _CACHE_SECONDS:
+        _cached = (now, frozenset(_read_local_addresses()))
+    return _cached[1]
+
+
+def _read_local_addresses() -> set[ipaddress._BaseAddress]:
     found: set[ipaddress._BaseAddress] = {ipaddress.ip_address("::1")}
     found.update(_ipv4_interface_addresses())
     try:
