@@ -138,6 +138,7 @@ class Daemon:
 
 async def run_daemon(site) -> int:
     """``rpop run``: the daemon until SIGTERM/SIGINT; exit status 0."""
+    site.check_key(await site.store.list_records())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     daemon = Daemon(site)

@@ -75,6 +75,11 @@ class Keyring:
             self._all = MultiFernet(keys)
         return self._all
 
+    def check(self) -> None:
+        """Raise ConfigError now if the key file cannot be read (rather than
+        failing every record that stores a secret, one by one)."""
+        self._any_key()
+
     def seal(self, secret: str) -> SecretRef:
         return SecretRef("stored", self._key().encrypt(secret.encode()).decode())
 

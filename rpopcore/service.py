@@ -191,6 +191,7 @@ class Site:
             records = [by_id[i] for i in wanted]
         else:
             records = [r for r in records if r.poll_every is not None]
+        self.check_key(records)
         agent = self.delivery_agent()
         relay = self.relay_agent()
         try:
@@ -209,6 +210,12 @@ class Site:
             await agent.close()
             if relay is not None:
                 await relay.close()
+
+    def check_key(self, records) -> None:
+        """A missing or wrong key file is bad input (exit 2) when any record
+        stores a secret: no such poll could work."""
+        if any(r.secret.source == "stored" or "oauth2" in r.options for r in records):
+            self.keyring.check()
 
     async def status(self, now: dt.datetime | None = None) -> list[dict]:
         """One row per record: what ``rpop status`` shows, with when it is due

@@ -244,10 +244,15 @@ def test_a_wrong_key_file_is_a_clear_error(site, rpop, threaded_pop3):
     rpop("-c", site / "rpop.toml", "apply", write_decl(site, server.port))
     (site / "rpop.key").write_bytes(b"not a key\n")
     result = rpop("-c", site / "rpop.toml", "poll", "--once", "--json")
-    assert result.returncode == 1 and json_out(result)[0]["error"] == "secret-unavailable"
+    assert result.returncode == 2 and "not a secrets key" in result.stderr and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+    run = rpop("-c", site / "rpop.toml", "run")
+    assert run.returncode == 2 and "rpop.key" in run.stderr
     rotate = rpop("-c", site / "rpop.toml", "secrets", "rotate")
     assert rotate.returncode == 2 and "not a secrets key" in rotate.stderr
+    (site / "rpop.key").unlink()
+    result = rpop("-c", site / "rpop.toml", "poll", "--once")
+    assert result.returncode == 2 and "cannot read the secrets key" in result.stderr
 
 
 def test_export_round_trips_without_secrets_and_reapplying_keeps_the_password(site, rpop, threaded_pop3):
