@@ -277,3 +277,17 @@ def test_an_oauth2_token_endpoint_in_clear_over_a_network_is_refused(site, rpop)
     result = rpop("-c", site / "rpop.toml", "apply", decl)
     assert result.returncode == 2 and "key 'oauth2'" in result.stderr and "https://" in result.stderr
     assert '"r"' not in result.stderr
+
+
+def test_a_user_may_set_only_max_accounts_per_user_records(site, rpop):
+    def bob(n, set_by):
+        return (f'\n[[remote]]\nowner = "bob@example.test"\naccount = "b{n}"\nhost = "h"\n'
+                f'poll_every = "1h"\nset_by = "{set_by}"\n')
+
+    settings = "allow_self_poll = true\nmax_accounts_per_user = 2"
+    decl = write_decl(site, 1110, extra=bob(1, "user") + bob(2, "user") + bob(3, "admin") + bob(4, "admin"))
+    decl.write_text(decl.read_text().replace("allow_self_poll = true", settings))
+    assert rpop("-c", site / "rpop.toml", "apply", decl).returncode == 0, "two of their own plus the admin's"
+    decl.write_text(decl.read_text() + bob(5, "user"))
+    result = rpop("-c", site / "rpop.toml", "apply", decl)
+    assert result.returncode == 2 and "max_accounts_per_user" in result.stderr and "bob@example.test" in result.stderr

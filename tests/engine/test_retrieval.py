@@ -359,3 +359,47 @@ async def test_a_record_another_process_is_polling_is_not_polled_twice(pop3_serv
     await site.store.release_lease(record.id, "another-process")
     assert (await poll(site)).delivered == 1
     await site.close()
+
+
+async def test_password_from_the_environment_or_a_file_is_read_at_poll_time(pop3_server, tmp_path, monkeypatch):
+    server = await pop3_server([msg("a"), msg("b")], password="from-elsewhere")
+    (tmp_path / "secret.txt").write_text("from-elsewhere\n")
+    records = (remote(server.host, server.port, password_env="ALICE_POP_PASSWORD").replace('password = "pass"\n', "")
+               + remote(server.host, server.port, owner="bob@example.test", password_file="secret.txt", leave=True)
+               .replace('password = "pass"\n', ""))
+    monkeypatch.delenv("ALICE_POP_PASSWORD", raising=False)
+    site = await open_site(tmp_path, records)
+    first, second = await site.poll_once()
+    assert first.error == "secret-unavailable" and "ALICE_POP_PASSWORD" in first.detail
+    assert second.error is None and second.delivered == 2
+    monkeypatch.setenv("ALICE_POP_PASSWORD", "from-elsewhere")
+    first, _ = await site.poll_once()
+    assert (first.error, first.delivered) == (None, 2)
+    exported = await site.export()
+    assert "from-elsewhere" not in exported and 'password_env = "ALICE_POP_PASSWORD"' in exported
+    await site.close()
+
+
+async def test_starttls_never_keeps_the_session_in_clear_even_when_offered(pop3_server, tmp_path, server_cert):
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*server_cert)
+    server = await pop3_server([msg("a")], ssl_context=context)
+    site = await open_site(tmp_path, remote(server.host, server.port, starttls="never"))
+    assert (await poll(site)).error is None
+    assert "STLS" not in server.sessions[-1].commands
+    assert not server.sessions[-1].tls
+    await site.close()
+
+
+async def test_starttls_auto_upgrades_when_offered(pop3_server, tmp_path, server_cert, test_ca):
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*server_cert)
+    server = await pop3_server([msg("a")], ssl_context=context)
+    site = await open_site(tmp_path, remote(server.host, server.port, ca_file=str(test_ca.ca_pem_path)))
+    assert (await poll(site)).error is None
+    assert server.sessions[-1].commands[:2] == ["CAPA", "STLS"] and server.sessions[-1].tls
+    await site.close()
