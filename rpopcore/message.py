@@ -172,7 +172,10 @@ class RetrievedMessage:
         values = self.field_values("Return-Path")
         if not values:
             return ""
-        addresses = email.utils.getaddresses([values[0]])
+        value = values[0].strip()
+        if value.startswith("<") and value.endswith(">") and not any(c in value for c in ' ,"()\\'):
+            return value[1:-1]  # the usual form, without the cost of the full parser
+        addresses = email.utils.getaddresses([value])
         return addresses[0][1] if addresses else ""
 
     @property

@@ -55,10 +55,13 @@ from rpopcore.state import StateStore
 
 log = logging.getLogger("rpop.retrieval")
 
-#: Commands kept in flight when the server pipelines.
-PIPELINE_WINDOW = 16
+#: Commands kept in flight when the server pipelines: enough that a slow
+#: link (50 ms) stays busy; each costs a few bytes of the server's buffer.
+PIPELINE_WINDOW = 128
 #: Messages being delivered while the next ones arrive.
-DELIVERIES_IN_FLIGHT = 8
+DELIVERIES_IN_FLIGHT = 32
+#: UIDs remembered together in one transaction (and always before a DELE).
+UID_BATCH = 64
 #: One record is polled by one process at a time: a lease in the state
 #: store, renewed while the poll goes on.
 LEASE_SECONDS = 600
@@ -81,9 +84,17 @@ class PollContext:
     relay: DeliveryAgent | None = None  # non-local recipients, when a relay is configured
     stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
     cleartext_warned: set = attrs.field(factory=set)
+    _routes: dict = attrs.field(factory=dict, init=False, repr=False)
 
     def route(self, address: str) -> str | None:
-        return self.hook.rpop_route_address(address=address, directory=self.directory)
+        """The routing hook's answer, remembered for this context (its
+        directory does not change): a per-user record routes its owner for
+        every message."""
+        try:
+            return self._routes[address]
+        except KeyError:
+            routed = self._routes[address] = self.hook.rpop_route_address(address=address, directory=self.directory)
+            return routed
 
 
 async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
@@ -180,6 +191,7 @@ class _Session:
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
         self.lease_renewed = time.monotonic()
+        self.delivered_uids: list[str] = []
         # (Message-ID, recipient) delivered in this poll: duplicates a
         # provider stored once per recipient are not delivered again.
         self.seen_in_poll: set[tuple[str, str]] = set()
@@ -299,13 +311,20 @@ class _Session:
             number, complete = await task
             if complete and not record.leave:
                 deletes.append(number)
+            if len(self.delivered_uids) >= UID_BATCH:
+                await self._remember_uids()
 
         stop = ctx.stop
         try:
             while True:
                 while deliveries and deliveries[0].done():
                     await settle(deliveries.popleft())
-                while client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
+                if deletes and self.delivered_uids:
+                    await self._remember_uids()  # a UID is remembered before its DELE goes out
+                # Refill the pipeline in batches (one write for many commands),
+                # once half the window has been answered.
+                refill = client.in_flight <= window // 2
+                while refill and client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
                     if deletes:
                         n = deletes.popleft()
                         client.send(f"DELE {n}")
@@ -326,6 +345,12 @@ class _Session:
                     if not status.ok:
                         self.log.log(logs.PROBLEM, "DELE %d refused (-ERR %s); it stays on the server", n, status.text)
                     continue
+                if stop is not None and stop.is_set():
+                    # Stopping: answers already requested are read (the
+                    # session must reach QUIT) but not delivered; they stay
+                    # on the server for the next poll.
+                    await client.receive(None)
+                    continue
                 message = await self._receive_message(client, n, numbers[n])
                 if message is not None:
                     deliveries.append(asyncio.create_task(self._deliver_and_remember(message)))
@@ -336,6 +361,14 @@ class _Session:
             # copies and UIDs are recorded, so nothing arrives twice.
             if deliveries:
                 await asyncio.gather(*deliveries, return_exceptions=True)
+            await self._remember_uids()
+
+    async def _remember_uids(self) -> None:
+        """Remember the UIDs of messages delivered since the last call, in one
+        transaction.  Until then a crash could only deliver them again."""
+        if self.delivered_uids:
+            uids, self.delivered_uids = self.delivered_uids, []
+            await self.ctx.store.remember_uids(self.record.id, uids)
 
     async def _receive_message(self, client: Pop3Client, number: int, uid: str | None) -> RetrievedMessage | None:
         """Read the answer to RETR into a spool; None when it was refused."""
@@ -358,7 +391,7 @@ class _Session:
         try:
             complete = await self._deliver(message)
             if complete and message.uid is not None:
-                await self.ctx.store.remember_uid(self.record.id, message.uid)
+                self.delivered_uids.append(message.uid)
             if time.monotonic() - self.lease_renewed > LEASE_SECONDS / 4:
                 self.lease_renewed = time.monotonic()
                 await self.ctx.store.acquire_lease(self.record.id, HOLDER, LEASE_SECONDS)

@@ -55,8 +55,9 @@ class StateStore(Protocol):
     async def seen_uids(self, record_id: int) -> set[str]:
         """UIDs of messages already delivered from this record."""
 
-    async def remember_uid(self, record_id: int, uid: str) -> None:
-        """Record that a message was delivered (durably, before this call)."""
+    async def remember_uids(self, record_id: int, uids: Iterable[str]) -> None:
+        """Record that these messages were delivered (durably, before this
+        call), in one transaction."""
 
     async def forget_uids_except(self, record_id: int, present: Iterable[str]) -> int:
         """Forget remembered UIDs that are no longer on the server; returns

@@ -85,8 +85,15 @@ class Pop3Client:
         self.tls_active = False
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Bytes received and not yet consumed: _buffer[_pos:].  An offset
+        # rather than slicing, so many small pipelined answers in one chunk
+        # do not copy the rest of the chunk once each.
         self._buffer = b""
+        self._pos = 0
         self._in_flight: collections.deque[Pending] = collections.deque()
+        # Commands not yet handed to the transport: pipelined commands go out
+        # together, in one write, rather than one system call each.
+        self._outgoing: list[bytes] = []
 
     # --- connection ---------------------------------------------------------
 
@@ -229,6 +236,7 @@ class Pop3Client:
     async def receive(self, sink: Sink | None = None) -> StatusLine:
         """Read the answer to the oldest command in flight.  A multi-line body
         is decoded into ``sink`` (or dropped when None) as it arrives."""
+        self._push()
         pending = self._in_flight.popleft()
         status = StatusLine.parse(await self._read_status_line(pending.verb))
         self.log.log(logs.PROTOCOL, "S: %s", _shown(status))
@@ -297,13 +305,19 @@ class Pop3Client:
         if self._writer is None:
             raise errors.ProtocolError("not connected")
         self.log.log(logs.PROTOCOL, "C: %s", shown)
-        self._writer.write(line.encode("utf-8") + b"\r\n")
+        self._outgoing.append(line.encode("utf-8") + b"\r\n")
+
+    def _push(self) -> None:
+        if self._outgoing:
+            self._writer.write(b"".join(self._outgoing))
+            self._outgoing.clear()
 
     async def flush(self) -> None:
         """Push queued commands to the server."""
         await self._flush()
 
     async def _flush(self) -> None:
+        self._push()
         try:
             async with asyncio.timeout(self.options.timeout):
                 await self._writer.drain()
@@ -323,34 +337,38 @@ class Pop3Client:
         if not data:
             raise errors.ProtocolError(f"connection closed in the middle of the answer to {during}")
         self.log.log(logs.LINK, "received %d bytes", len(data))
-        self._buffer += data
+        if self._pos >= len(self._buffer):
+            self._buffer = data
+        else:
+            self._buffer = self._buffer[self._pos :] + data
+        self._pos = 0
 
     async def _read_status_line(self, during: str) -> bytes:
         limit = self.options.max_status_line
         while True:
-            end = self._buffer.find(b"\n")
+            end = self._buffer.find(b"\n", self._pos)
             if end >= 0:
-                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                line = self._buffer[self._pos : end + 1]
+                self._pos = end + 1
                 if len(line) > limit:
                     raise errors.ProtocolError(f"status line of {during} longer than {limit} bytes")
                 return line
-            if len(self._buffer) > limit:
+            if len(self._buffer) - self._pos > limit:
                 raise errors.ProtocolError(f"status line of {during} longer than {limit} bytes")
             await self._fill(during)
 
     async def _read_body(self, sink: Sink | None, during: str) -> None:
         decoder = MultilineDecoder()
-        data, self._buffer = self._buffer, b""
         while True:
-            if data:
-                out = decoder.feed(data)
+            if self._pos < len(self._buffer):
+                out = decoder.feed(self._buffer, self._pos)
                 if out and sink is not None:
                     sink(out)
                 if decoder.done:
-                    self._buffer = decoder.rest
+                    self._pos = decoder.end
                     return
+                self._pos = len(self._buffer)
             await self._fill(during)
-            data, self._buffer = self._buffer, b""
 
 
 def _untrusted(opts: ConnectOptions, exc: ssl.SSLCertVerificationError) -> str:

@@ -5,95 +5,107 @@ A multi-line response is a sequence of lines ended by a line holding a single
 first dot here.  Line endings are normalised to LF, the local form of a
 message (Maildir files use LF; network deliveries turn LF back into CRLF).
 
-The decoder works on whole chunks with ``bytes.replace`` rather than line by
-line, so decoding costs a few passes of C code over each chunk, and a line of
-any length passes through with bounded memory.  Bare-LF servers are tolerated:
-``\\n.\\n`` also ends a response.
+The decoder works on whole chunks with ``bytes.find`` and ``bytes.replace``
+rather than line by line, so decoding costs a few passes of C code over each
+byte.  A chunk read from the network often holds many pipelined answers: the
+decoder reads from an offset and reports where its answer ended, so the rest
+is never copied per message.  A line of any length passes through with
+bounded memory.  Bare-LF servers are tolerated: ``\\n.\\n`` also ends a
+response.
 """
 
 from __future__ import annotations
 
 
 class MultilineDecoder:
-    """Feed raw bytes; get back decoded bytes and, at the end, the bytes that
-    came after the terminating line (the next pipelined response).
+    """Feed raw bytes; get back decoded bytes.  Once the terminating line has
+    been seen, ``done`` is True and ``end`` is the offset in the last data fed
+    where the next answer begins.
 
     >>> d = MultilineDecoder()
     >>> d.feed(b"a\\r\\n..b\\r\\n.\\r\\n+OK next")
     b'a\\n.b\\n'
-    >>> d.done, d.rest
-    (True, b'+OK next')
+    >>> d.done, d.end
+    (True, 11)
     """
 
-    __slots__ = ("done", "rest", "_pending", "_at_line_start")
+    __slots__ = ("done", "end", "_pending", "_at_line_start")
 
     # A partial line longer than this is passed on before its end arrives.
     LONG_LINE = 65536
 
     def __init__(self) -> None:
         self.done = False
-        self.rest = b""
+        self.end = 0
         self._pending = b""
         self._at_line_start = True
 
-    def feed(self, data: bytes) -> bytes:
-        """Decode ``data``; returns what can be passed on now.  After the
-        terminator, ``done`` is True and ``rest`` holds what followed it."""
+    def feed(self, data: bytes, start: int = 0) -> bytes:
+        """Decode ``data[start:]``; returns what can be passed on now."""
         if self.done:
             raise ValueError("the response has already ended")
-        buf = self._pending + data if self._pending else data
-        cut = buf.rfind(b"\n")
-        if cut < 0:
-            return self._hold_partial(buf)
-        complete, partial = buf[: cut + 1], buf[cut + 1 :]
-        # A leading "\n" stands for "we are at the start of a line", so that the
-        # same searches and replacements treat the first line like the others.
-        lead = self._at_line_start
-        s = b"\n" + complete if lead else complete
-        end = _find_terminator(s)
-        if end is not None:
-            body_end, after = end
-            self.done = True
-            self.rest = s[after:] + partial
+        if self._pending:
+            # Only an unfinished line is ever carried over: a small copy.
+            held = len(self._pending)
+            buf, offset = self._pending + data[start:], start - held
             self._pending = b""
-            out = _unstuff(s[: body_end + 1])
+            start = 0
         else:
-            self._at_line_start = True
-            out = _unstuff(s)
-            out_partial = self._hold_partial(partial)
-            out = out + out_partial if out_partial else out
-        return out[1:] if lead else out
+            buf, offset = data, 0
+        at_start = self._at_line_start
+        found = _terminator(buf, start, at_start)
+        if found is not None:
+            body_end, after = found
+            self.done = True
+            self.end = after + offset
+            return _unstuff(buf, start, body_end, at_start)
+        cut = buf.rfind(b"\n", start)
+        if cut < 0:
+            return self._hold_partial(buf, start)
+        out = _unstuff(buf, start, cut + 1, at_start)
+        self._at_line_start = True
+        partial = self._hold_partial(buf, cut + 1)
+        return out + partial if partial else out
 
-    def _hold_partial(self, buf: bytes) -> bytes:
+    def _hold_partial(self, buf: bytes, start: int) -> bytes:
         """Keep an unfinished line, or pass most of a very long one on."""
-        if len(buf) <= self.LONG_LINE:
-            self._pending = buf
+        if len(buf) - start <= self.LONG_LINE:
+            self._pending = buf[start:]
             return b""
-        out_start = 0
-        if self._at_line_start:
-            if buf.startswith(b".."):
-                out_start = 1  # dot-stuffed: drop the added dot
-            self._at_line_start = False
+        if self._at_line_start and buf.startswith(b"..", start):
+            start += 1  # dot-stuffed: drop the added dot
+        self._at_line_start = False
         # Keep the last byte back: it may be the CR of a CRLF.
         self._pending = buf[-1:]
-        return buf[out_start:-1]
+        return buf[start:-1]
 
 
-def _find_terminator(s: bytes) -> tuple[int, int] | None:
-    """In ``s`` (which starts at a line boundary with "\\n"), find the line
-    holding only "."; return (index of the "\\n" before it, index after it)."""
-    best = None
-    for marker in (b"\n.\r\n", b"\n.\n"):
-        i = s.find(marker)
-        if i >= 0 and (best is None or i < best[0]):
-            best = (i, i + len(marker))
-    return best
+def _terminator(buf: bytes, start: int, at_line_start: bool) -> tuple[int, int] | None:
+    """Where the line holding only "." is: (end of the body before it, offset
+    just after it), or None."""
+    if at_line_start:
+        for marker in (b".\r\n", b".\n"):
+            if buf.startswith(marker, start):
+                return start, start + len(marker)
+    crlf = buf.find(b"\n.\r\n", start)
+    # The bare-LF form is looked for only before the usual one, so a buffer
+    # of many pipelined answers is not scanned to its end for each of them.
+    lf = buf.find(b"\n.\n", start, crlf + 3 if crlf >= 0 else len(buf))
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf + 1, lf + 3
+    if crlf >= 0:
+        return crlf + 1, crlf + 4
+    return None
 
 
-def _unstuff(s: bytes) -> bytes:
-    """CRLF -> LF, then remove the stuffed dot at the start of lines."""
+def _unstuff(buf: bytes, start: int, end: int, at_line_start: bool) -> bytes:
+    """``buf[start:end]`` (whole lines) with CRLF -> LF and the stuffed dot
+    removed from the start of lines."""
+    if at_line_start and buf.startswith(b"..", start):
+        start += 1
+    s = buf[start:end]
     if b"\r\n" in s:
         s = s.replace(b"\r\n", b"\n")
-    if b"\n." in s:
+    if b"\n.." in s:
         s = s.replace(b"\n..", b"\n.")
     return s

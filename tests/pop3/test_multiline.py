@@ -19,9 +19,10 @@ def decode_in_chunks(wire: bytes, cuts: list[int]) -> tuple[bytes, bytes]:
     out = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
     for start, end in zip(points, points[1:]):
-        out.append(decoder.feed(wire[start:end]))
+        chunk = wire[start:end]
+        out.append(decoder.feed(chunk))
         if decoder.done:
-            rest = decoder.rest + wire[end:]
+            rest = chunk[decoder.end:] + wire[end:]
             return b"".join(out), rest
     raise AssertionError("the terminator was not found")
 
@@ -48,8 +49,17 @@ def test_long_lines_are_passed_on_before_they_end():
 
 def test_bare_lf_terminator_is_accepted():
     decoder = MultilineDecoder()
-    assert decoder.feed(b"a\n..b\n.\n+OK") == b"a\n.b\n"
-    assert decoder.done and decoder.rest == b"+OK"
+    data = b"a\n..b\n.\n+OK"
+    assert decoder.feed(data) == b"a\n.b\n"
+    assert decoder.done and data[decoder.end:] == b"+OK"
+
+
+def test_feeding_from_an_offset_leaves_the_rest_in_place():
+    data = b"+OK first\r\nx\r\n.\r\ny\r\n.\r\n"
+    first = MultilineDecoder()
+    assert first.feed(data, 11) == b"x\n" and first.end == 17
+    second = MultilineDecoder()
+    assert second.feed(data, first.end) == b"y\n" and data[second.end:] == b""
 
 
 def test_empty_response():

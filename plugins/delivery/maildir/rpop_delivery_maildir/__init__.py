@@ -20,6 +20,7 @@ Site file::
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import os
 import socket
@@ -65,12 +66,22 @@ class _DirectorySync:
             self.synced = covered
 
 
+#: Worker threads writing files; each takes every queued delivery at once
+#: (up to BATCH), writes and fsyncs the files, then fsyncs each folder once.
+WORKERS = 4
+BATCH = 64
+
+
 class MaildirAgent:
     def __init__(self, root: Path):
         self.root = root
         self._ready: set[Path] = set()
         self._syncs: dict[Path, _DirectorySync] = {}
         self._syncs_lock = threading.Lock()
+        self._jobs: collections.deque = collections.deque()
+        self._wakeup = threading.Condition()
+        self._workers: list[threading.Thread] = []
+        self._closed = False
 
     def _sync_for(self, path: Path) -> _DirectorySync:
         with self._syncs_lock:
@@ -80,27 +91,82 @@ class MaildirAgent:
             return sync
 
     async def deliver(self, message, envelope, recipients):
-        # File writes and fsync block; a worker thread keeps the event loop
-        # (and other records' sessions) moving meanwhile.
-        return await asyncio.to_thread(self._deliver_all, message, envelope, recipients)
+        # File writes and fsync block: worker threads do them while the event
+        # loop (and other records' sessions) moves on.  A job carries its
+        # loop, so one agent serves polls on any loop.
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._wakeup:
+            if self._closed:
+                raise RuntimeError("the Maildir agent is closed")
+            self._jobs.append((loop, future, message, envelope, recipients))
+            if len(self._workers) < WORKERS:
+                worker = threading.Thread(target=self._work, name="rpop-maildir", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+            self._wakeup.notify()
+        return await future
 
-    def _deliver_all(self, message, envelope, recipients):
-        return [self._deliver_one(message, envelope, recipient) for recipient in recipients]
+    def _work(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._jobs and not self._closed:
+                    self._wakeup.wait()
+                if not self._jobs:
+                    return
+                batch = [self._jobs.popleft() for _ in range(min(BATCH, len(self._jobs)))]
+            self._run_batch(batch)
+
+    def _run_batch(self, batch) -> None:
+        """Write every copy of the batch, make their folders durable (one
+        directory fsync per folder), then settle the whole batch at once."""
+        results = []
+        durable: dict[_DirectorySync, int] = {}
+        for loop, future, message, envelope, recipients in batch:
+            try:
+                outcomes = []
+                for recipient in recipients:
+                    outcome, pending = self._deliver_one(message, envelope, recipient)
+                    outcomes.append(outcome)
+                    if pending is not None:
+                        sync, ticket = pending
+                        durable[sync] = max(ticket, durable.get(sync, 0))
+                results.append((loop, future, outcomes, None))
+            except Exception as exc:  # a bug: fail that delivery, not the worker
+                results.append((loop, future, None, exc))
+        failed_dirs: dict[_DirectorySync, OSError] = {}
+        for sync, ticket in durable.items():
+            try:
+                sync.make_durable(ticket)
+            except OSError as exc:
+                failed_dirs[sync] = exc
+        if failed_dirs:
+            results = [_undo_undurable(result, failed_dirs) for result in results]
+        by_loop: dict = {}
+        for result in results:
+            by_loop.setdefault(result[0], []).append(result)
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:
+                pass  # that loop has closed: nobody waits for these any more
 
     def _deliver_one(self, message, envelope, recipient):
+        """Write one copy; (outcome, (folder sync, ticket) still to make
+        durable, or None)."""
         localpart, _, domain = recipient.address.rpartition("@")
         if not _safe(localpart) or not _safe(domain):
-            return RecipientOutcome(recipient, Outcome.PERMANENT, f"{recipient.address!r} cannot name a Maildir folder")
+            return RecipientOutcome(recipient, Outcome.PERMANENT, f"{recipient.address!r} cannot name a Maildir folder"), None
         folder = self.root / domain.lower() / localpart.lower()
         try:
-            path = self._write(folder, message.chunks(envelope.remove_fields, trace_fields(envelope.sender, recipient.address)))
+            path, ticket = self._write(folder, message.chunks(envelope.remove_fields, trace_fields(envelope.sender, recipient.address)))
         except OSError as exc:
             # Disk full, permissions, a read-only mount, a folder removed:
             # all things an administrator can fix, so the message waits on
             # the server (and the folder is checked afresh next time).
             self._ready.discard(folder)
-            return RecipientOutcome(recipient, Outcome.TEMPORARY, f"cannot write to {folder}: {exc.strerror or exc}")
-        return RecipientOutcome(recipient, Outcome.DELIVERED, str(path))
+            return RecipientOutcome(recipient, Outcome.TEMPORARY, f"cannot write to {folder}: {exc.strerror or exc}"), None
+        return RecipientOutcome(recipient, Outcome.DELIVERED, str(path)), (self._sync_for(folder / "new"), ticket)
 
     def _prepare(self, folder: Path) -> None:
         if folder in self._ready:
@@ -139,11 +205,43 @@ class MaildirAgent:
             except OSError:
                 pass
             raise
-        self._sync_for(folder / "new").make_durable(ticket)
-        return final
+        return final, ticket
 
     async def close(self) -> None:
-        pass
+        with self._wakeup:
+            self._closed = True
+            self._wakeup.notify_all()
+
+
+def _settle(results) -> None:
+    """On the waiting loop: hand each delivery its outcomes."""
+    for _loop, future, outcomes, error in results:
+        if future.done():  # the waiting poll was cancelled
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcomes)
+
+
+def _undo_undurable(result, failed_dirs):
+    """A folder whose fsync failed holds copies that may not survive a crash:
+    those recipients are temporary failures (the message stays on the
+    server); a second copy after a crash is better than none."""
+    loop, future, outcomes, error = result
+    if outcomes is None:
+        return result
+    fixed = []
+    for outcome in outcomes:
+        folder = None
+        if outcome.outcome is Outcome.DELIVERED:
+            folder = Path(outcome.detail).parent
+        broken = next((exc for sync, exc in failed_dirs.items() if sync.path == folder), None)
+        if broken is not None:
+            outcome = RecipientOutcome(outcome.recipient, Outcome.TEMPORARY,
+                                       f"cannot make {folder} durable: {broken.strerror or broken}")
+        fixed.append(outcome)
+    return loop, future, fixed, error
 
 
 def _safe(part: str) -> bool:
