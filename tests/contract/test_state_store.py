@@ -55,7 +55,7 @@ async def test_replace_configuration_keeps_ids_and_uids_of_the_same_mailbox(stor
     settings = ModuleSettings(processors=3, activity_schedule=("Mon-Fri 08:00-18:00",))
     directory = Directory((Domain("example.test", main=True, accounts=["alice"], aliases={"al": "alice"}),))
     (first,) = await store.replace_configuration(settings, directory, [record()])
-    await store.remember_uid(first.id, "u1")
+    await store.remember_uids(first.id, ["u1"])
     await store.save_status(PollStatus(first.id, error="timeout", detail="slow"))
     (again, other) = await store.replace_configuration(settings, directory, [record(leave=False), record("b")])
     assert again.id == first.id and again.leave is False and other.id != first.id
@@ -70,8 +70,8 @@ async def test_replace_configuration_keeps_ids_and_uids_of_the_same_mailbox(stor
 
 async def test_uids_are_remembered_and_forgotten_when_gone_from_the_server(store):
     (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
-    for uid in ("a", "b", "c"):
-        await store.remember_uid(r.id, uid)
+    await store.remember_uids(r.id, ["a", "b"])
+    await store.remember_uids(r.id, ["c", "a"])  # remembering twice is harmless
     await store.remember_recipient(r.id, "c", "alice@example.test")
     assert await store.forget_uids_except(r.id, {"b", "z"}) == 2
     assert await store.seen_uids(r.id) == {"b"}

@@ -154,8 +154,9 @@ class SqliteStore:
     async def seen_uids(self, record_id: int) -> set[str]:
         return {uid for (uid,) in self._db.execute("SELECT uid FROM seen_uids WHERE record_id = ?", (record_id,))}
 
-    async def remember_uid(self, record_id: int, uid: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", (record_id, uid))
+    async def remember_uids(self, record_id: int, uids: Iterable[str]) -> None:
+        with _transaction(self._db):
+            self._db.executemany("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", [(record_id, uid) for uid in uids])
 
     async def forget_uids_except(self, record_id: int, present: Iterable[str]) -> int:
         present = set(present)
