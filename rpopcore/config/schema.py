@@ -54,9 +54,9 @@ def read_table(table: Any, keys: Mapping[str, Key], where: str) -> dict[str, Any
             try:
                 values[name] = key.convert(table[name])
             except (ValueError, TypeError) as exc:
-                raise errors.ConfigError(f"{where}: key '{name}': {exc}") from None
+                raise errors.ConfigError(f"{where} key '{name}': {exc}") from None
         elif key.default is REQUIRED:
-            raise errors.ConfigError(f"{where}: key '{name}' is missing; it is required")
+            raise errors.ConfigError(f"{where} key '{name}' is missing; it is required")
         else:
             values[name] = key.default
     return values

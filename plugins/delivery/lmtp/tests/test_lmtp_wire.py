@@ -164,14 +164,13 @@ def test_options_build_an_agent(tmp_path):
     ({}, "[delivery] key 'host' is missing"),
     ({"host": "h", "socket": "s"}, "[delivery] key 'socket': give either host"),
     ({"socket": "s", "port": 24}, "[delivery] key 'port': a port needs a host"),
-    ({"host": "h", "port": 0}, "[delivery]: key 'port': expected a port number"),
-    ({"host": "h", "port": "24"}, "[delivery]: key 'port': expected a whole number"),
-    ({"host": "h", "timeout": "0s"}, "[delivery]: key 'timeout': must be at least 1s"),
-    ({"host": "h", "timeout": "soon"}, "[delivery]: key 'timeout': 'soon' is not a duration"),
+    ({"host": "h", "port": 0}, "[delivery] key 'port': expected a port number"),
+    ({"host": "h", "port": "24"}, "[delivery] key 'port': expected a whole number"),
+    ({"host": "h", "timeout": "0s"}, "[delivery] key 'timeout': must be at least 1s"),
+    ({"host": "h", "timeout": "soon"}, "[delivery] key 'timeout': 'soon' is not a duration"),
     ({"host": "h", "hots": "x"}, "[delivery]: unknown key 'hots'; did you mean 'host'?"),
 ])
 def test_bad_options_are_config_errors(options, message, tmp_path):
-    # ("[delivery]: key" comes from rpopcore's read_table, "[delivery] key" from the plugin)
     with pytest.raises(ConfigError) as caught:
         make_agent(options, tmp_path)
     assert str(caught.value).startswith(message)

@@ -35,18 +35,17 @@ def test_arguments_for_one_recipient(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({}, "[delivery]: key 'command' is missing"),
-    ({"command": "/usr/lib/dovecot/dovecot-lda -d {recipient}"}, "[delivery]: key 'command': expected a list of strings"),
-    ({"command": []}, "[delivery]: key 'command': expected the program and its arguments"),
-    ({"command": ["cat", "-d", "{user}"]}, "[delivery]: key 'command': unknown placeholder {user}; the placeholders are {recipient}"),
-    ({"command": ["/usr/bin/{localpart}"]}, "[delivery]: key 'command': the program '/usr/bin/{localpart}' must be fixed"),
+    ({}, "[delivery] key 'command' is missing"),
+    ({"command": "/usr/lib/dovecot/dovecot-lda -d {recipient}"}, "[delivery] key 'command': expected a list of strings"),
+    ({"command": []}, "[delivery] key 'command': expected the program and its arguments"),
+    ({"command": ["cat", "-d", "{user}"]}, "[delivery] key 'command': unknown placeholder {user}; the placeholders are {recipient}"),
+    ({"command": ["/usr/bin/{localpart}"]}, "[delivery] key 'command': the program '/usr/bin/{localpart}' must be fixed"),
     ({"command": ["no-such-mda-anywhere", "{recipient}"]}, "[delivery] key 'command': no program 'no-such-mda-anywhere' on PATH"),
     ({"command": ["/nonexistent/dovecot-lda"]}, "[delivery] key 'command': the program /nonexistent/dovecot-lda does not exist"),
-    ({"command": ["cat"], "timeout": "0s"}, "[delivery]: key 'timeout': must be at least 1s"),
+    ({"command": ["cat"], "timeout": "0s"}, "[delivery] key 'timeout': must be at least 1s"),
     ({"command": ["cat"], "comand": ["cat"]}, "[delivery]: unknown key 'comand'; did you mean 'command'?"),
 ])
 def test_bad_options_are_config_errors(options, message, tmp_path):
-    # ("[delivery]: key" comes from rpopcore's read_table, "[delivery] key" from the plugin)
     with pytest.raises(ConfigError) as caught:
         make_agent(options, tmp_path)
     assert str(caught.value).startswith(message)

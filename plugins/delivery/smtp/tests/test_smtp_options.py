@@ -37,21 +37,20 @@ def test_credentials_in_clear_text_only_to_this_machine(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({}, "[delivery]: key 'host' is missing"),
+    ({}, "[delivery] key 'host' is missing"),
     ({"host": " "}, "[delivery] key 'host': must not be empty"),
-    ({"host": "h", "port": 70000}, "[delivery]: key 'port': expected a port number"),
-    ({"host": "h", "starttls": "yes"}, "[delivery]: key 'starttls': expected true or false"),
+    ({"host": "h", "port": 70000}, "[delivery] key 'port': expected a port number"),
+    ({"host": "h", "starttls": "yes"}, "[delivery] key 'starttls': expected true or false"),
     ({"host": "h", "username": "u"}, "[delivery] key 'password' is missing"),
     ({"host": "h", "password": "p"}, "[delivery] key 'username' is missing"),
     ({"host": "relay.example.net", "username": "u", "password": "p"}, "[delivery] key 'username': set starttls = true"),
     ({"host": "h", "ca_file": "ca.pem"}, "[delivery] key 'ca_file': only means something with starttls = true"),
     ({"host": "h", "starttls": True, "ca_file": "missing.pem"}, "[delivery] key 'ca_file': cannot load"),
     ({"host": "h", "helo": "two words"}, "[delivery] key 'helo': 'two words' is not a host name"),
-    ({"host": "h", "timeout": 0}, "[delivery]: key 'timeout': must be at least 1s"),
+    ({"host": "h", "timeout": 0}, "[delivery] key 'timeout': must be at least 1s"),
     ({"host": "h", "user": "u"}, "[delivery]: unknown key 'user'"),
 ])
 def test_bad_options_are_config_errors(options, message, tmp_path):
-    # ("[delivery]: key" comes from rpopcore's read_table, "[delivery] key" from the plugin)
     with pytest.raises(ConfigError) as caught:
         make_agent(options, tmp_path)
     assert str(caught.value).startswith(message)
