@@ -4,6 +4,8 @@ scriptable POP3 server."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from rpopcore.pop3.scriptable_server import ScriptableServer
@@ -26,3 +28,15 @@ async def pop3_server():
     yield start
     for server in servers:
         await server.stop()
+
+
+@pytest.fixture
+def rpop_log(caplog):
+    """Everything rpop logs, at every level (the CLI's logging set-up may
+    have stopped propagation to pytest's handler)."""
+    logger = logging.getLogger("rpop")
+    saved = logger.propagate
+    logger.propagate = True
+    with caplog.at_level(1, logger="rpop"):
+        yield caplog
+    logger.propagate = saved

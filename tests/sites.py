@@ -54,3 +54,9 @@ def delivered(folder: Path, user: str = "alice", domain: str = "example.test") -
     concurrently, so the order of messages from one poll is not fixed)."""
     paths = sorted((folder / "mail" / domain / user / "new").glob("*"), key=lambda p: p.stat().st_mtime_ns)
     return [p.read_bytes() for p in paths]
+
+
+async def poll_one(site):
+    """Poll a site holding one enabled record; its result."""
+    (result,) = await site.poll_once()
+    return result

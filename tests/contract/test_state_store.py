@@ -7,7 +7,15 @@ import datetime as dt
 
 import pytest
 
-from rpopcore.model import Directory, Domain, ModuleSettings, PollStatus, RecordKind, RemoteRecord, SecretRef
+from rpopcore.model import (
+    Directory,
+    Domain,
+    ModuleSettings,
+    PollStatus,
+    RecordKind,
+    RemoteRecord,
+    SecretRef,
+)
 from rpopcore.plugins import plugin_manager
 
 

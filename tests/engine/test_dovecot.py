@@ -4,8 +4,9 @@ pipelining, and certificate verification."""
 
 from __future__ import annotations
 
-
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
+from tests.support.probes import capa
 
 ALICE = ("alice", "alice-secret")
 
@@ -18,10 +19,6 @@ def mail(n: int, extra: str = "") -> bytes:
 def subjects(folder) -> list[bytes]:
     return sorted(m.split(b"Subject: ")[1].split(b"\n")[0] for m in delivered(folder))
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 async def test_userpass_leave_on_then_uid_forgetting(dovecot_factory, tmp_path):
@@ -51,19 +48,6 @@ async def test_userpass_leave_on_then_uid_forgetting(dovecot_factory, tmp_path):
     await site.close()
 
 
-def _capa(dovecot) -> str:
-    import socket
-
-    with socket.create_connection((dovecot.host, dovecot.pop3_port), timeout=5) as s:
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"CAPA\r\n")
-        lines = []
-        while (line := f.readline()) not in (b".\r\n", b""):
-            lines.append(line.decode().strip())
-        return "\n".join(lines)
-
-
 def _remove_first(dovecot):
     path = sorted(p for sub in ("new", "cur") for p in (dovecot.maildir("alice") / sub).iterdir())[0]
     path.unlink()
@@ -79,7 +63,7 @@ async def test_leave_off_deletes_from_dovecot_with_pipelining(dovecot_factory, t
     assert (result.retrieved, result.delivered, result.error) == (40, 40, None)
     assert dovecot.count("alice") == 0
     assert len(delivered(tmp_path)) == 40
-    assert "PIPELINING" in _capa(dovecot)
+    assert "PIPELINING" in capa(dovecot.host, dovecot.pop3_port)
     await site.close()
 
 

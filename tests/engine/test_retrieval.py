@@ -14,6 +14,7 @@ import pytest
 
 from rpopcore.pop3.scriptable_server import Faults, Message
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
 
 
 def msg(uid: str, body: str = "hello\r\n", *, return_path: str | None = "<sender@isp.test>", extra: str = "") -> Message:
@@ -21,10 +22,6 @@ def msg(uid: str, body: str = "hello\r\n", *, return_path: str | None = "<sender
     head += f"From: sender@isp.test\r\nTo: alice@isp.test\r\nSubject: message {uid}\r\nMessage-ID: <{uid}@isp.test>\r\n{extra}"
     return Message(uid=uid, data=(head + "\r\n" + body).encode())
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 async def test_leave_on_delivers_each_message_once_and_keeps_them_on_the_server(pop3_server, tmp_path):

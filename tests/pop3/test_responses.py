@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from rpopcore import errors
-from rpopcore.pop3.responses import Capabilities, StatusLine, apop_timestamp, error_for, parse_list, parse_uidl
+from rpopcore.pop3.responses import (
+    Capabilities,
+    StatusLine,
+    apop_timestamp,
+    error_for,
+    parse_list,
+    parse_uidl,
+)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from rpopcore.smtp.client import ConnectOptions, LmtpClient, RcptTo, SmtpClient, State, Transaction
-from rpopcore.smtp.replies import Reply, SessionBroken, extensions, parse_line, path_of, xtext
+from rpopcore.smtp.client import (
+    ConnectOptions,
+    LmtpClient,
+    RcptTo,
+    SmtpClient,
+    State,
+    Transaction,
+)
+from rpopcore.smtp.replies import (
+    Reply,
+    SessionBroken,
+    extensions,
+    parse_line,
+    path_of,
+    xtext,
+)
 from tests.support.scripted_smtp import ScriptedLmtp, ScriptedSmtp
 
 MESSAGE = b"Subject: hi\n\n.dot\nbody\n"

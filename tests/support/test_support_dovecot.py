@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 
 from tests.support.dovecot import Dovecot, DovecotStartError, _group_alive, free_port
+
 # The fixtures (test_ca, server_cert, dovecot_factory, dovecot) come from
 # tests/conftest.py, which star-imports tests.support.fixtures.
 from tests.support.fixtures import DEFAULT_USERS, require_dovecot

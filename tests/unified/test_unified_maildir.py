@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.sites import delivered, open_site
+from tests.sites import poll_one as poll
 
 BOX = ("exampletest", "box-secret")
 
@@ -39,10 +40,6 @@ def spooled_reports(folder: Path) -> list[email.message.Message]:
     spool = folder / "bounces"
     return [email.message_from_bytes(p.read_bytes()) for p in sorted(spool.glob("*.eml"))] if spool.exists() else []
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 async def test_special_field_one_per_recipient_and_comma_lists(provider, tmp_path):

@@ -7,13 +7,9 @@ a login that succeeds proves CRAM-MD5 was used; Dovecot's log says so too
 
 from __future__ import annotations
 
-import logging
-import socket
-
-import pytest
-
-from rpopcore import logs
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
+from tests.support.probes import capa, client_lines
 
 PASSWORD = "alice-secret"
 
@@ -22,39 +18,8 @@ def mail(n: int) -> bytes:
     return f"From: sender{n}@isp.test\nTo: alice@isp.test\nSubject: cram {n}\nMessage-ID: <c{n}@isp.test>\n\nbody {n}\n".encode()
 
 
-@pytest.fixture
-def protocol_log(caplog):
-    """rpop's C:/S: lines, captured (the CLI may have stopped propagation)."""
-    logger = logging.getLogger(logs.ROOT)
-    saved = logger.propagate
-    logger.propagate = True
-    with caplog.at_level(logs.PROTOCOL, logger=logs.ROOT):
-        yield caplog
-    logger.propagate = saved
 
-
-def client_lines(caplog) -> list[str]:
-    return [r.getMessage().split("] ", 1)[1] for r in caplog.records if "] C: " in r.getMessage()]
-
-
-def capa(host: str, port: int) -> list[str]:
-    with socket.create_connection((host, port), timeout=5) as s:
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"CAPA\r\n")
-        f.readline()
-        lines = []
-        while (line := f.readline()) not in (b".\r\n", b""):
-            lines.append(line.decode().strip())
-        return lines
-
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
-
-
-async def test_auto_logs_in_with_cram_md5_when_it_is_the_only_mechanism(dovecot_factory, tmp_path, protocol_log):
+async def test_auto_logs_in_with_cram_md5_when_it_is_the_only_mechanism(dovecot_factory, tmp_path, rpop_log):
     dovecot = dovecot_factory(tls=False, auth_mechanisms="cram-md5")
     for n in range(2):
         dovecot.put("alice", mail(n))
@@ -63,8 +28,8 @@ async def test_auto_logs_in_with_cram_md5_when_it_is_the_only_mechanism(dovecot_
     result = await poll(site)
     assert (result.retrieved, result.delivered, result.error) == (2, 2, None)
     assert "user=<alice>, method=CRAM-MD5" in dovecot.log_text()
-    assert "logged in with cram-md5" in protocol_log.text
-    assert PASSWORD not in protocol_log.text
+    assert "logged in with cram-md5" in rpop_log.text
+    assert PASSWORD not in rpop_log.text
     assert sorted(m.split(b"Subject: ")[1].split(b"\n")[0] for m in delivered(tmp_path)) == [b"cram 0", b"cram 1"]
     await site.close()
 
@@ -81,37 +46,37 @@ async def test_userpass_is_refused_by_that_dovecot(dovecot_factory, tmp_path):
     await site.close()
 
 
-async def test_a_wrong_password_is_auth_failed(dovecot_factory, tmp_path, protocol_log):
+async def test_a_wrong_password_is_auth_failed(dovecot_factory, tmp_path, rpop_log):
     dovecot = dovecot_factory(tls=False, auth_mechanisms="cram-md5")
     dovecot.put("alice", mail(1))
     site = await open_site(tmp_path, remote(dovecot.host, dovecot.pop3_port, account="alice", password="not-it"))
     result = await poll(site)
     assert result.error == "auth-failed"
-    assert client_lines(protocol_log)[-1] == "C: ****"  # the answer to the challenge, then -ERR
+    assert client_lines(rpop_log)[-1] == "C: ****"  # the answer to the challenge, then -ERR
     assert "cram-md5(alice,127.0.0.1" in dovecot.log_text() and "Password mismatch" in dovecot.log_text()
     assert delivered(tmp_path) == []
     assert dovecot.count("alice") == 1
     await site.close()
 
 
-async def test_auto_on_a_clear_connection_prefers_cram_md5_to_plain(dovecot_factory, tmp_path, protocol_log):
+async def test_auto_on_a_clear_connection_prefers_cram_md5_to_plain(dovecot_factory, tmp_path, rpop_log):
     dovecot = dovecot_factory(tls=False, auth_mechanisms="plain cram-md5")
     dovecot.put("alice", mail(1))
     assert "SASL PLAIN CRAM-MD5" in capa(dovecot.host, dovecot.pop3_port)
     site = await open_site(tmp_path, remote(dovecot.host, dovecot.pop3_port, account="alice", password=PASSWORD))
     assert (await poll(site)).error is None
-    assert "C: AUTH CRAM-MD5" in client_lines(protocol_log)
+    assert "C: AUTH CRAM-MD5" in client_lines(rpop_log)
     assert "user=<alice>, method=CRAM-MD5" in dovecot.log_text()
     await site.close()
 
 
-async def test_cram_md5_named_by_the_record_is_used_on_tls_too(dovecot_factory, test_ca, tmp_path, protocol_log):
+async def test_cram_md5_named_by_the_record_is_used_on_tls_too(dovecot_factory, test_ca, tmp_path, rpop_log):
     dovecot = dovecot_factory(tls=True, auth_mechanisms="plain cram-md5")
     dovecot.put("alice", mail(1))
     site = await open_site(tmp_path, remote(dovecot.host, dovecot.pop3_port, account="alice", password=PASSWORD,
                                             auth="cram-md5", ca_file=str(test_ca.ca_pem_path)))
     assert (await poll(site)).error is None
-    sent = client_lines(protocol_log)
+    sent = client_lines(rpop_log)
     assert sent[:4] == ["C: CAPA", "C: STLS", "C: CAPA", "C: AUTH CRAM-MD5"]
     assert "user=<alice>, method=CRAM-MD5" in dovecot.log_text()
     assert len(delivered(tmp_path)) == 1

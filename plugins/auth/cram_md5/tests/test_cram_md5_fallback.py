@@ -18,6 +18,7 @@ import attrs
 
 from rpopcore.pop3.scriptable_server import Message, PlainSasl
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
 
 CAPA = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "SASL CRAM-MD5 PLAIN"]
 
@@ -73,10 +74,6 @@ class EmptyChallengeSasl:
 def msg(uid: str) -> Message:
     return Message(uid=uid, data=f"From: sender@isp.test\r\nSubject: cram {uid}\r\n\r\nbody {uid}\r\n".encode())
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 def logins(session) -> list[str]:

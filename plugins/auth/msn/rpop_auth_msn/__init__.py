@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 
-
 from rpopcore import errors
 from rpopcore.hookspecs import hookimpl
 

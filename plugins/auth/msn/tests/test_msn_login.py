@@ -17,6 +17,7 @@ import spnego.exceptions
 
 from rpopcore.pop3.scriptable_server import Message
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
 
 ACCOUNT = "alice@hotmail.com"
 PASSWORD = "hotmail-secret"
@@ -83,10 +84,6 @@ def logins(session) -> list[str]:
     return [c if c.startswith("AUTH") else c.split(" ")[0]
             for c in session.commands if c.startswith(("AUTH", "USER", "PASS", "APOP"))]
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 async def msn_server(pop3_server, handler: NtlmSasl | None = None, **kwargs):

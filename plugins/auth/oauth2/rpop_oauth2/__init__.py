@@ -18,7 +18,14 @@ hook; it is installed as a dependency of the mechanism plugins.
 
 from rpop_oauth2.account import OAuth2Account
 from rpop_oauth2.sasl import BearerMechanism
-from rpop_oauth2.tokens import CACHE, AccessToken, RefreshGrant, TokenAnswer, TokenCache, request_token
+from rpop_oauth2.tokens import (
+    CACHE,
+    AccessToken,
+    RefreshGrant,
+    TokenAnswer,
+    TokenCache,
+    request_token,
+)
 
 __all__ = [
     "CACHE",

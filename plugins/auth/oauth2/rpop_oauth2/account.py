@@ -10,10 +10,9 @@ from typing import Callable, Mapping
 
 import attrs
 
+from rpop_oauth2.tokens import RefreshGrant, check_endpoint
 from rpopcore import errors
 from rpopcore.model import RemoteRecord, SecretRef
-
-from rpop_oauth2.tokens import RefreshGrant, check_endpoint
 
 
 @attrs.frozen

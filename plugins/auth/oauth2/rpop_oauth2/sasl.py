@@ -27,12 +27,11 @@ import base64
 import binascii
 import json
 
+from rpop_oauth2.account import OAuth2Account
+from rpop_oauth2.tokens import CACHE, AccessToken, TokenCache, log_safe
 from rpopcore import errors, logs
 from rpopcore.auth import AuthContext
 from rpopcore.pop3.client import Pop3Client
-
-from rpop_oauth2.account import OAuth2Account
-from rpop_oauth2.tokens import CACHE, AccessToken, TokenCache, log_safe
 
 #: RFC 5034 section 4: the AUTH command, CRLF included, is at most 255 octets;
 #: an initial response that would make it longer is not sent.

@@ -4,12 +4,10 @@ issues the tokens for the record's refresh token."""
 
 from __future__ import annotations
 
-import logging
 import re
 
-import pytest
-
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
 
 MECHANISMS = "plain xoauth2 oauthbearer"
 
@@ -17,18 +15,6 @@ MECHANISMS = "plain xoauth2 oauthbearer"
 def mail(n: int) -> bytes:
     return f"From: sender{n}@isp.test\nTo: alice@isp.test\nSubject: bearer {n}\nMessage-ID: <b{n}@isp.test>\n\nbody {n}\n".encode()
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
-
-
-@pytest.fixture
-def rpop_log(caplog):
-    """Everything rpop logs, at every level."""
-    logging.getLogger("rpop").propagate = True
-    with caplog.at_level(1, logger="rpop"):
-        yield caplog
 
 
 def logins(dovecot) -> int:

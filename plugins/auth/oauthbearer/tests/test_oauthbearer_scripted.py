@@ -12,6 +12,7 @@ import attrs
 
 from rpopcore.pop3.scriptable_server import Message
 from tests.sites import open_site, remote
+from tests.sites import poll_one as poll
 from tests.support.oauth2_provider import OAuth2Provider
 
 ERROR_STATUS = {"status": "invalid_token", "scope": "pop", "openid-configuration": "https://idp.test/.well-known/openid-configuration"}
@@ -51,10 +52,6 @@ class _Exchange:
         self.refused = True
         return ("challenge", json.dumps(ERROR_STATUS).encode())
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 def auth_commands(server) -> list[str]:

@@ -7,13 +7,9 @@ rpop's protocol log (``C: AUTH PLAIN ****``, secrets redacted).
 
 from __future__ import annotations
 
-import logging
-import socket
-
-import pytest
-
-from rpopcore import logs
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
+from tests.support.probes import capa, client_lines
 
 PASSWORD = "alice-secret"
 
@@ -22,39 +18,8 @@ def mail(n: int) -> bytes:
     return f"From: sender{n}@isp.test\nTo: alice@isp.test\nSubject: plain {n}\nMessage-ID: <p{n}@isp.test>\n\nbody {n}\n".encode()
 
 
-@pytest.fixture
-def protocol_log(caplog):
-    """rpop's C:/S: lines, captured (the CLI may have stopped propagation)."""
-    logger = logging.getLogger(logs.ROOT)
-    saved = logger.propagate
-    logger.propagate = True
-    with caplog.at_level(logs.PROTOCOL, logger=logs.ROOT):
-        yield caplog
-    logger.propagate = saved
 
-
-def client_lines(caplog) -> list[str]:
-    return [r.getMessage().split("] ", 1)[1] for r in caplog.records if "] C: " in r.getMessage()]
-
-
-def capa(host: str, port: int) -> list[str]:
-    with socket.create_connection((host, port), timeout=5) as s:
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"CAPA\r\n")
-        f.readline()
-        lines = []
-        while (line := f.readline()) not in (b".\r\n", b""):
-            lines.append(line.decode().strip())
-        return lines
-
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
-
-
-async def test_auto_on_a_tls_connection_logs_in_with_plain(dovecot_factory, test_ca, tmp_path, protocol_log):
+async def test_auto_on_a_tls_connection_logs_in_with_plain(dovecot_factory, test_ca, tmp_path, rpop_log):
     # Both CRAM-MD5 and PLAIN are offered; after STLS the channel is private,
     # so auto prefers PLAIN.
     dovecot = dovecot_factory(tls=True, auth_mechanisms="plain cram-md5")
@@ -64,18 +29,18 @@ async def test_auto_on_a_tls_connection_logs_in_with_plain(dovecot_factory, test
                                             ca_file=str(test_ca.ca_pem_path)))
     result = await poll(site)
     assert (result.retrieved, result.delivered, result.error) == (1, 1, None)
-    sent = client_lines(protocol_log)
+    sent = client_lines(rpop_log)
     assert sent[:3] == ["C: CAPA", "C: STLS", "C: CAPA"]
     assert "C: AUTH PLAIN ****" in sent
     assert not any(line.startswith(("C: USER", "C: PASS", "C: AUTH CRAM-MD5")) for line in sent)
-    assert PASSWORD not in protocol_log.text
-    assert "logged in with plain" in protocol_log.text
+    assert PASSWORD not in rpop_log.text
+    assert "logged in with plain" in rpop_log.text
     assert "user=<alice>, method=PLAIN" in dovecot.log_text()
     assert [m.split(b"Subject: ")[1].split(b"\n")[0] for m in delivered(tmp_path)] == [b"plain 1"]
     await site.close()
 
 
-async def test_plain_named_by_the_record_on_a_clear_connection(dovecot_factory, tmp_path, protocol_log):
+async def test_plain_named_by_the_record_on_a_clear_connection(dovecot_factory, tmp_path, rpop_log):
     dovecot = dovecot_factory(tls=False, auth_mechanisms="plain")
     dovecot.put("alice", mail(1))
     dovecot.put("alice", mail(2))
@@ -84,20 +49,20 @@ async def test_plain_named_by_the_record_on_a_clear_connection(dovecot_factory, 
                                             auth="plain", leave=False))
     result = await poll(site)
     assert (result.retrieved, result.delivered, result.error) == (2, 2, None)
-    assert "C: AUTH PLAIN ****" in client_lines(protocol_log)
+    assert "C: AUTH PLAIN ****" in client_lines(rpop_log)
     assert dovecot.count("alice") == 0
     assert len(delivered(tmp_path)) == 2
     await site.close()
 
 
-async def test_a_wrong_password_is_auth_failed(dovecot_factory, tmp_path, protocol_log):
+async def test_a_wrong_password_is_auth_failed(dovecot_factory, tmp_path, rpop_log):
     dovecot = dovecot_factory(tls=False, auth_mechanisms="plain")
     dovecot.put("alice", mail(1))
     site = await open_site(tmp_path, remote(dovecot.host, dovecot.pop3_port, account="alice", password="not-it",
                                             auth="plain"))
     result = await poll(site)
     assert result.error == "auth-failed"
-    assert "C: AUTH PLAIN ****" in client_lines(protocol_log)
+    assert "C: AUTH PLAIN ****" in client_lines(rpop_log)
     assert delivered(tmp_path) == []
     assert dovecot.count("alice") == 1
     await site.close()

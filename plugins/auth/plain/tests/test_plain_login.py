@@ -14,6 +14,7 @@ import attrs
 
 from rpopcore.pop3.scriptable_server import Message, PlainSasl
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
 
 CAPA = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN"]
 
@@ -42,10 +43,6 @@ class RecordingPlain:
 
         return Exchange()
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 def auth_line_octets(user: str, password: str) -> int:

@@ -4,13 +4,12 @@ for the record's refresh token: as with Gmail, but on loopback."""
 
 from __future__ import annotations
 
-import logging
 import re
 
-import pytest
 from rpop_oauth2 import CACHE
 
 from tests.sites import delivered, open_site, remote
+from tests.sites import poll_one as poll
 
 MECHANISMS = "plain xoauth2 oauthbearer"
 
@@ -22,18 +21,6 @@ def mail(n: int) -> bytes:
 def subjects(folder) -> list[bytes]:
     return sorted(m.split(b"Subject: ")[1].split(b"\n")[0] for m in delivered(folder))
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
-
-
-@pytest.fixture
-def rpop_log(caplog):
-    """Everything rpop logs, at every level."""
-    logging.getLogger("rpop").propagate = True
-    with caplog.at_level(1, logger="rpop"):
-        yield caplog
 
 
 def logins(dovecot, method: str) -> int:

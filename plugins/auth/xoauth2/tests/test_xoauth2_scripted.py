@@ -15,6 +15,7 @@ import pytest
 
 from rpopcore.pop3.scriptable_server import Message
 from tests.sites import open_site, remote
+from tests.sites import poll_one as poll
 from tests.support.oauth2_provider import OAuth2Provider
 
 ERROR_STATUS = {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
@@ -74,10 +75,6 @@ def record(server, provider, refresh_token, **keys) -> str:
     values = {"account": "alice", "auth": "xoauth2", **keys}
     return remote(server.host, server.port, **values) + provider.record_table(refresh_token)
 
-
-async def poll(site):
-    (result,) = await site.poll_once()
-    return result
 
 
 def auth_commands(server) -> list[str]:

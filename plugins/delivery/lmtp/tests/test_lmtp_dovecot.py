@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rpop_delivery_lmtp import LmtpAgent, make_agent
+
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 from rpopcore.service import Site

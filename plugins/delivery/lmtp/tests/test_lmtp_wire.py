@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rpop_delivery_lmtp import LmtpAgent, make_agent
+
 from rpopcore.errors import ConfigError
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import rpop_delivery_maildir as maildir
+
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 

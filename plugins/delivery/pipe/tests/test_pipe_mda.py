@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from rpop_delivery_pipe import PipeAgent, make_agent
+
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from rpop_delivery_pipe import make_agent
+
 from rpopcore.errors import ConfigError
 from rpopcore.model import Recipient
 from rpopcore.plugins import plugin_manager

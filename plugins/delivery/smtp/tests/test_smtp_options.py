@@ -6,8 +6,8 @@ from __future__ import annotations
 import ssl
 
 import pytest
-
 from rpop_delivery_smtp import make_agent
+
 from rpopcore.errors import ConfigError
 from rpopcore.plugins import plugin_manager
 

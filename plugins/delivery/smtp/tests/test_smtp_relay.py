@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
-
 from rpop_delivery_smtp import SmtpAgent, make_agent
+
 from rpopcore.bounces import Bouncer
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient, RecipientOutcome

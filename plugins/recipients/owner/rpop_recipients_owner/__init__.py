@@ -5,7 +5,7 @@ Accounts for Individual Users")."""
 from __future__ import annotations
 
 from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Envelope, RecordKind, Recipient
+from rpopcore.model import Envelope, Recipient, RecordKind
 
 
 @hookimpl

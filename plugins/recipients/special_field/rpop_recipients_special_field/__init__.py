@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from rpopcore.addresses import addresses_in
 from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Envelope, RecordKind, Recipient
+from rpopcore.model import Envelope, Recipient, RecordKind
 
 
 @hookimpl
