@@ -172,6 +172,27 @@ class Pop3Client:
         await self._checked(f"PASS {password}", "PASS", redacted="PASS ****")
         self.state = State.TRANSACTION
 
+    async def user_pass(self, name: str, password: str) -> None:
+        """USER then PASS; sent together when the server pipelines (one round
+        trip instead of two on a slow link)."""
+        self._require(State.AUTHORIZATION)
+        if not self.capabilities.pipelining:
+            await self.user(name)
+            await self.pass_(password)
+            return
+        self._write(f"USER {name}", f"USER {name}")
+        self._in_flight.append(Pending("USER", False))
+        self._write(f"PASS {password}", "PASS ****")
+        self._in_flight.append(Pending("PASS", False))
+        await self._flush()
+        user = await self.receive()
+        passed = await self.receive()
+        if not user.ok:
+            raise error_for(user, "USER")
+        if not passed.ok:
+            raise error_for(passed, "PASS")
+        self.state = State.TRANSACTION
+
     async def apop(self, name: str, digest: str) -> None:
         self._require(State.AUTHORIZATION)
         await self._checked(f"APOP {name} {digest}", "APOP", redacted=f"APOP {name} ****")

@@ -400,3 +400,12 @@ async def test_starttls_auto_upgrades_when_offered(pop3_server, tmp_path, server
     assert (await poll(site)).error is None
     assert server.sessions[-1].commands[:2] == ["CAPA", "STLS"] and server.sessions[-1].tls
     await site.close()
+
+
+async def test_user_and_pass_go_out_together_when_the_server_pipelines(pop3_server, tmp_path):
+    # A server that never answers USER: with pipelining PASS was sent anyway.
+    server = await pop3_server([msg("a")], faults=Faults(hang_on="USER"))
+    site = await open_site(tmp_path, remote(server.host, server.port, timeout="1s"))
+    assert (await poll(site)).error == "timeout"
+    assert server.sessions[-1].commands[1:] == ["USER user", "PASS pass"]
+    await site.close()

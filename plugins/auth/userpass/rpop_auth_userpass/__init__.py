@@ -15,8 +15,7 @@ class UserPass:
         return True
 
     async def authenticate(self, client, context, secret: str) -> None:
-        await client.user(context.record.account)
-        await client.pass_(secret)
+        await client.user_pass(context.record.account, secret)
 
 
 @hookimpl
