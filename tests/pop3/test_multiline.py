@@ -38,6 +38,25 @@ def test_any_message_in_any_chunking_decodes_to_its_lines(lines, cuts, after):
     assert rest == after
 
 
+line_with_cr = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b""))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(line_with_cr, max_size=30), st.lists(st.integers(min_value=0), max_size=12))
+def test_a_cr_that_is_not_part_of_a_line_end_is_kept(lines, cuts):
+    body, rest = decode_in_chunks(encode(lines), cuts)
+    assert body == b"".join(line + b"\n" for line in lines)
+    assert rest == b""
+
+
+def test_a_big_plain_message_in_network_sized_chunks():
+    lines = [b"%076d" % i for i in range(20000)] + [b".stuffed", b"last"]
+    wire = encode(lines) + b"+OK next\r\n"
+    body, rest = decode_in_chunks(wire, list(range(0, len(wire), 65536)))
+    assert body == b"".join(line + b"\n" for line in lines)
+    assert rest == b"+OK next\r\n"
+
+
 def test_long_lines_are_passed_on_before_they_end():
     decoder = MultilineDecoder()
     big = b"x" * (MultilineDecoder.LONG_LINE * 3)
