@@ -2,7 +2,7 @@
 
 The body can be of any size: it stays in memory up to a threshold and then
 spills to a temporary file, so memory does not grow with message size.  The
-header block is kept as raw bytes and split into fields only on demand; a
+header block is kept as raw bytes and searched for the fields asked for; a
 delivered copy is the header with some fields removed (Return-Path, a
 special field), new trace fields on top, and the body byte for byte as the
 server sent it (after dot-unstuffing, with LF line endings).
@@ -13,10 +13,11 @@ from __future__ import annotations
 import email.errors
 import email.header
 import email.utils
+import functools
+import os
+import re
 import tempfile
-from typing import Iterator
-
-import attrs
+from collections.abc import Iterator
 
 #: Bodies larger than this go to a temporary file.
 SPILL_AT = 1 << 20
@@ -89,11 +90,44 @@ class MessageSpool:
                 return
             yield chunk
 
+    def write_body_to(self, fd: int, before: bytes = b"") -> int:
+        """Write ``before`` and then the body to file descriptor ``fd``; the
+        number of bytes.  A body in memory goes in one ``writev`` with
+        ``before``; a spooled one is copied by the kernel (``sendfile``),
+        never through Python."""
+        if self._file is None:
+            _write_all(fd, [before, *self._body_parts])
+            return len(before) + self._body_size
+        _write_all(fd, [before])
+        self._file.flush()
+        source, offset = self._file.fileno(), 0
+        while offset < self._body_size:
+            sent = os.sendfile(fd, source, offset, self._body_size - offset)
+            if sent == 0:
+                raise OSError(f"the spool file ended after {offset} of {self._body_size} bytes")
+            offset += sent
+        return len(before) + self._body_size
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
         self._body_parts = []
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    """``os.writev`` until every byte is written (a regular file takes all at
+    once; a pipe may not)."""
+    while buffers:
+        written = os.writev(fd, buffers[:_IOV_MAX])
+        while buffers and written >= len(buffers[0]):
+            written -= len(buffers[0])
+            buffers = buffers[1:]
+        if written:
+            buffers = [buffers[0][written:], *buffers[1:]]
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 
 
 def _header_end(head: bytearray) -> int | None:
@@ -105,40 +139,19 @@ def _header_end(head: bytearray) -> int | None:
     return None if i < 0 else i + 1
 
 
-@attrs.frozen
-class HeaderField:
-    name: str  # as written
-    raw: bytes  # the whole field, continuation lines included, LF-terminated
-
-    @property
-    def value(self) -> str:
-        """The unfolded value, with RFC 2047 encoded words left as they are."""
-        text = self.raw.decode("utf-8", "surrogateescape")
-        value = text.split(":", 1)[1] if ":" in text else ""
-        return " ".join(value.split())
+@functools.lru_cache(maxsize=256)
+def _fields_named(names: frozenset[str]) -> re.Pattern[bytes]:
+    """Matches each whole field (continuation lines included) whose name is
+    one of ``names`` (lower case), in a header block of LF-ended lines."""
+    alternatives = b"|".join(re.escape(name.encode("ascii", "replace")) for name in sorted(names))
+    return re.compile(rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*", re.IGNORECASE | re.MULTILINE)
 
 
-def split_fields(header: bytes) -> list[HeaderField]:
-    """Split a raw header block into fields; continuation lines (starting with
-    white space) stay with their field."""
-    fields: list[HeaderField] = []
-    current: list[bytes] = []
-    for line in header.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and current:
-            current.append(line)
-            continue
-        if current:
-            fields.append(_field(current))
-        current = [line]
-    if current:
-        fields.append(_field(current))
-    return fields
-
-
-def _field(lines: list[bytes]) -> HeaderField:
-    raw = b"".join(lines)
-    name = raw.split(b":", 1)[0].strip().decode("ascii", "replace") if b":" in raw else ""
-    return HeaderField(name=name, raw=raw)
+def _unfolded_value(raw: bytes) -> str:
+    """The value of a raw field, unfolded, with RFC 2047 encoded words left
+    as they are."""
+    value = raw.decode("utf-8", "surrogateescape").split(":", 1)[1]
+    return " ".join(value.split())
 
 
 class RetrievedMessage:
@@ -152,18 +165,15 @@ class RetrievedMessage:
         self.uid = uid
         self.number = number
         self.spool = spool
-        self._fields: list[HeaderField] | None = None
 
-    @property
-    def fields(self) -> list[HeaderField]:
-        if self._fields is None:
-            self._fields = split_fields(self.spool.header)
-        return self._fields
+    # The header block is searched with a regular expression per set of
+    # names rather than split into field objects: a delivery needs one or two
+    # fields, and splitting every field cost as much as decoding the message.
 
     def field_values(self, name: str) -> list[str]:
         """Values of every field named ``name`` (case-insensitive), in order."""
-        name = name.lower()
-        return [f.value for f in self.fields if f.name.lower() == name]
+        pattern = _fields_named(frozenset((name.lower(),)))
+        return [_unfolded_value(m.group()) for m in pattern.finditer(self.spool.header)]
 
     @property
     def return_path(self) -> str:
@@ -192,13 +202,18 @@ class RetrievedMessage:
         case); every other byte as received."""
         if not remove:
             return self.spool.header
-        return b"".join(f.raw for f in self.fields if f.name.lower() not in remove)
+        return _fields_named(remove).sub(b"", self.spool.header)
 
     def chunks(self, remove: frozenset[str], trace: bytes = b"") -> Iterator[bytes]:
         """The copy to deliver: ``trace`` fields on top, the header without
         ``remove``d fields, then the body exactly as received."""
         yield trace + self.header_without(remove)
         yield from self.spool.body_chunks()
+
+    def write_to(self, fd: int, remove: frozenset[str], trace: bytes = b"") -> int:
+        """Write the copy :meth:`chunks` yields to file descriptor ``fd`` by
+        the shortest route; the number of bytes written."""
+        return self.spool.write_body_to(fd, trace + self.header_without(remove))
 
     def close(self) -> None:
         self.spool.close()

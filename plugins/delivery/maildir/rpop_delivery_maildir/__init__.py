@@ -44,7 +44,7 @@ class _DirectorySync:
     fsync of the directory that began after the rename has finished; a
     thread that finds such an fsync done need not start its own."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str):
         self.path = path
         self._count = threading.Lock()
         self._syncing = threading.Lock()
@@ -75,15 +75,15 @@ BATCH = 64
 class MaildirAgent:
     def __init__(self, root: Path):
         self.root = root
-        self._ready: set[Path] = set()
-        self._syncs: dict[Path, _DirectorySync] = {}
+        self._ready: set[str] = set()
+        self._syncs: dict[str, _DirectorySync] = {}
         self._syncs_lock = threading.Lock()
         self._jobs: collections.deque = collections.deque()
         self._wakeup = threading.Condition()
         self._workers: list[threading.Thread] = []
         self._closed = False
 
-    def _sync_for(self, path: Path) -> _DirectorySync:
+    def _sync_for(self, path: str) -> _DirectorySync:
         with self._syncs_lock:
             sync = self._syncs.get(path)
             if sync is None:
@@ -157,55 +157,57 @@ class MaildirAgent:
         localpart, _, domain = recipient.address.rpartition("@")
         if not _safe(localpart) or not _safe(domain):
             return RecipientOutcome(recipient, Outcome.PERMANENT, f"{recipient.address!r} cannot name a Maildir folder"), None
-        folder = self.root / domain.lower() / localpart.lower()
+        # Plain strings, not Path objects: this runs once per copy.
+        folder = f"{self.root}/{domain.lower()}/{localpart.lower()}"
         try:
-            path, ticket = self._write(folder, message.chunks(envelope.remove_fields, trace_fields(envelope.sender, recipient.address)))
+            path, sync, ticket = self._write(folder, message, envelope.remove_fields,
+                                             trace_fields(envelope.sender, recipient.address))
         except OSError as exc:
             # Disk full, permissions, a read-only mount, a folder removed:
             # all things an administrator can fix, so the message waits on
             # the server (and the folder is checked afresh next time).
             self._ready.discard(folder)
             return RecipientOutcome(recipient, Outcome.TEMPORARY, f"cannot write to {folder}: {exc.strerror or exc}"), None
-        return RecipientOutcome(recipient, Outcome.DELIVERED, str(path)), (self._sync_for(folder / "new"), ticket)
+        return RecipientOutcome(recipient, Outcome.DELIVERED, path), (sync, ticket)
 
-    def _prepare(self, folder: Path) -> None:
+    def _prepare(self, folder: str) -> None:
         if folder in self._ready:
             return
         created = []
         for sub in ("tmp", "new", "cur"):
-            path = folder / sub
+            path = Path(folder, sub)
             if not path.is_dir():
                 path.mkdir(parents=True, exist_ok=True)
                 created.append(path)
         if created:
             # New directory entries must be durable too, up to the root.
-            for path in {folder, folder.parent, self.root}:
+            for path in {Path(folder), Path(folder).parent, self.root}:
                 _fsync_dir(path)
         self._ready.add(folder)
 
-    def _write(self, folder: Path, chunks) -> Path:
+    def _write(self, folder: str, message, remove, trace) -> tuple[str, _DirectorySync, int]:
         self._prepare(folder)
         now = time.time()
         base = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}.{_HOST}"
-        tmp = folder / "tmp" / base
-        size = 0
+        tmp = f"{folder}/tmp/{base}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as f:
-                for chunk in chunks:
-                    f.write(chunk)
-                    size += len(chunk)
-                os.fsync(f.fileno())
-            final = folder / "new" / f"{base},S={size}"
+            try:
+                size = message.write_to(fd, remove, trace)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            final = f"{folder}/new/{base},S={size}"
             os.rename(tmp, final)
-            ticket = self._sync_for(folder / "new").after_rename()
+            sync = self._sync_for(f"{folder}/new")
+            ticket = sync.after_rename()
         except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             raise
-        return final, ticket
+        return final, sync, ticket
 
     async def close(self) -> None:
         with self._wakeup:
@@ -235,7 +237,7 @@ def _undo_undurable(result, failed_dirs):
     for outcome in outcomes:
         folder = None
         if outcome.outcome is Outcome.DELIVERED:
-            folder = Path(outcome.detail).parent
+            folder = os.path.dirname(outcome.detail)
         broken = next((exc for sync, exc in failed_dirs.items() if sync.path == folder), None)
         if broken is not None:
             outcome = RecipientOutcome(outcome.recipient, Outcome.TEMPORARY,
@@ -248,7 +250,7 @@ def _safe(part: str) -> bool:
     return bool(part) and part not in (".", "..") and "/" not in part and "\0" not in part
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -4,6 +4,7 @@ commit, and which failures are temporary."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import rpop_delivery_maildir as maildir
 
@@ -40,7 +41,7 @@ async def test_concurrent_deliveries_share_directory_fsyncs_and_all_arrive(tmp_p
     real = maildir._fsync_dir
 
     def counting(path):
-        synced.append(path)
+        synced.append(Path(path))
         real(path)
 
     monkeypatch.setattr(maildir, "_fsync_dir", counting)
