@@ -4,22 +4,103 @@ entry-point group holds.
 ``RPOP_PLUGINS`` limits which entry points load (a comma-separated list of
 entry-point names; empty loads none), so tests can be isolated from whatever
 else is installed.  ``RPOP_TRACE_HOOKS=1`` logs every hook call.
+
+Entry points are read here from the ``entry_points.txt`` of each installed
+distribution (``*.dist-info``, ``*.egg-info``) on ``sys.path``, with the
+rules of :func:`importlib.metadata.entry_points` (the first distribution of
+a name on the path wins).  Every rpop command starts with this, and
+importing and running :mod:`importlib.metadata` cost ~15 ms of a ~0.2 s
+start, as much as a whole poll of a small mailbox; reading the files
+directly costs ~2 ms.  :func:`describe` still uses ``importlib.metadata``
+for the distributions' names and versions.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 import logging
 import os
+import re
+import sys
+from pathlib import Path
 
+import attrs
 import pluggy
 
 from rpopcore import errors, hookspecs
 
 GROUP = "rpop"
-# Which distribution each loaded plugin module came from, for `rpop plugins`.
-_DISTRIBUTIONS: dict[int, importlib.metadata.Distribution] = {}
 log = logging.getLogger("rpop.plugins")
+
+
+@attrs.frozen
+class EntryPoint:
+    """One ``name = module[:attribute]`` line of the ``[rpop]`` group."""
+
+    name: str
+    value: str
+    #: the ``*.dist-info`` (or ``*.egg-info``) folder that declares it
+    dist_path: str
+
+    @property
+    def dist_name(self) -> str:
+        """The distribution's name and version, as its folder spells them."""
+        return " ".join(os.path.basename(self.dist_path).rpartition(".")[0].split("-")[:2])
+
+    def load(self) -> object:
+        module_name, _, attribute = self.value.partition(":")
+        target = importlib.import_module(module_name.strip())
+        for part in attribute.strip().split(".") if attribute.strip() else ():
+            target = getattr(target, part)
+        return target
+
+
+def entry_points(group: str = GROUP) -> list[EntryPoint]:
+    """The entry points of ``group`` that installed distributions declare."""
+    found: list[EntryPoint] = []
+    seen: set[str] = set()
+    for folder in sys.path:
+        try:
+            entries = sorted(os.scandir(folder or "."), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.endswith((".dist-info", ".egg-info")):
+                continue
+            project = _normalised(entry.name.rpartition(".")[0].split("-")[0])
+            if project in seen:
+                continue
+            seen.add(project)
+            try:
+                with open(os.path.join(entry.path, "entry_points.txt"), encoding="utf-8") as file:
+                    text = file.read()
+            except OSError:
+                continue
+            found.extend(EntryPoint(name, value, entry.path) for name, value in _group(text, group))
+    return found
+
+
+def _normalised(project: str) -> str:
+    return re.sub(r"[-_.]+", "-", project).lower()
+
+
+def _group(text: str, group: str) -> list[tuple[str, str]]:
+    """The ``name = value`` lines of section ``[group]`` of an INI text."""
+    pairs, inside = [], False
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            inside = line == f"[{group}]"
+        elif inside and "=" in line:
+            name, _, value = line.partition("=")
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+# Which entry point each loaded plugin module came from, for `rpop plugins`.
+_ORIGINS: dict[int, EntryPoint] = {}
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -29,7 +110,7 @@ def plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     allowed = os.environ.get("RPOP_PLUGINS")
     wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for entry_point in importlib.metadata.entry_points(group=GROUP):
+    for entry_point in entry_points(GROUP):
         if wanted is not None and entry_point.name not in wanted:
             continue
         if pm.has_plugin(entry_point.name):
@@ -37,13 +118,13 @@ def plugin_manager() -> pluggy.PluginManager:
         try:
             plugin = entry_point.load()
         except Exception as exc:
-            dist = f" ({entry_point.dist.name} {entry_point.dist.version})" if entry_point.dist else ""
+            dist = f" ({entry_point.dist_name})"
             raise errors.ConfigError(
                 f"the plugin '{entry_point.name}'{dist} cannot be loaded: {type(exc).__name__}: {exc}; "
                 "reinstall or uninstall that distribution"
             ) from None
         pm.register(plugin, name=entry_point.name)
-        _DISTRIBUTIONS[id(plugin)] = entry_point.dist
+        _ORIGINS[id(plugin)] = entry_point
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -57,12 +138,14 @@ def plugin_manager() -> pluggy.PluginManager:
 def describe(pm: pluggy.PluginManager) -> list[dict]:
     """Each loaded plugin: name, distribution, version and the hooks it
     implements (what ``rpop plugins --json`` prints)."""
-    dists = _DISTRIBUTIONS
+    import importlib.metadata
+
     rows = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:
             continue
-        dist = dists.get(id(plugin))
+        origin = _ORIGINS.get(id(plugin))
+        dist = importlib.metadata.PathDistribution(Path(origin.dist_path)) if origin else None
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         rows.append(
             {
@@ -74,7 +157,3 @@ def describe(pm: pluggy.PluginManager) -> list[dict]:
         )
     return rows
 
-
-def installed_distributions() -> list[str]:
-    """Names of installed distributions that provide ``rpop`` entry points."""
-    return sorted({ep.dist.name for ep in importlib.metadata.entry_points(group=GROUP) if ep.dist})

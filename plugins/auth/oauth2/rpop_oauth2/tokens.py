@@ -46,10 +46,7 @@ import functools
 import hashlib
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from http.client import HTTPException
 from typing import Callable
 
 import attrs
@@ -143,6 +140,11 @@ async def request_token(grant: RefreshGrant, *, timeout: float, refresh_token: s
     :param refresh_token: use this instead of the grant's (a rotated one).
     :raises rpopcore.errors.PollError: see the module docstring's table.
     """
+    # Imported here, not at the top: every rpop start loads this plugin, and
+    # few sites use OAuth 2.0 (urllib.request and http.client cost ~5 ms).
+    import urllib.error
+    from http.client import HTTPException
+
     if refresh_token is not None:
         grant = attrs.evolve(grant, refresh_token=refresh_token)
     url = grant.token_endpoint
@@ -166,6 +168,9 @@ async def request_token(grant: RefreshGrant, *, timeout: float, refresh_token: s
 
 def _post(url: str, fields: dict[str, str], timeout: float) -> tuple[int, bytes]:
     """POST the form; (HTTP status, body).  Runs in a worker thread."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=urllib.parse.urlencode(fields).encode("ascii"),
