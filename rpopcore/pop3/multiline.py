@@ -7,8 +7,9 @@ message (Maildir files use LF; network deliveries turn LF back into CRLF).
 
 The decoder works on whole chunks, never line by line: a regular expression
 search with a literal prefix (C, memchr-fast) finds the lines that start with
-"." -- stuffed lines and the terminator -- and the CRs of line ends are
-dropped with one ``bytes.translate``.  A stretch that holds a CR not followed
+"." -- stuffed lines and the terminator; the stretches between stuffed dots
+are joined, and the CRs of line ends are dropped with one
+``bytes.translate``.  A stretch that holds a CR not followed
 by LF (which is kept) takes the slower ``bytes.replace``.  So decoding costs
 a few passes of C code over each byte.  A chunk read from the network often
 holds many pipelined answers: the decoder reads from an offset and reports
@@ -66,25 +67,31 @@ class MultilineDecoder:
         cut = buf.rfind(b"\n", start)
         if cut < 0:
             return self._hold_partial(buf, start)
-        # Only whole lines are decoded: [start, end).
+        # Only whole lines are decoded: [start, end).  A stuffed dot is left
+        # out by joining the stretches around it (cheaper than a replace
+        # pass over everything).
         end = cut + 1
-        body_start = start
-        stuffed = False
+        kept: list[tuple[int, int]] = []
+        piece = start
         if self._at_line_start and buf.startswith(b".", start):
             if buf.startswith(_TERMINATORS, start):
                 self._finish(buf.find(b"\n", start) + 1 + offset)
                 return b""
-            body_start += 1  # a stuffed first line
+            piece = start + 1  # a stuffed first line
         for line in _DOT_LINE.finditer(buf, start, end):
             at = line.start() + 1  # the "."
             if buf.startswith(_TERMINATORS, at):
                 end = at
                 self._finish(buf.find(b"\n", at) + 1 + offset)
                 break
-            stuffed = True
-        out = _to_lf(buf, body_start, end)
-        if stuffed:
-            out = out.replace(b"\n..", b"\n.")
+            kept.append((piece, at))
+            piece = at + 1
+        if kept:
+            kept.append((piece, end))
+            joined = b"".join([buf[a:b] for a, b in kept])
+            out = _to_lf(joined, 0, len(joined))
+        else:
+            out = _to_lf(buf, piece, end)
         if self.done:
             return out
         self._at_line_start = True
