@@ -50,6 +50,14 @@ def for_record(logger: logging.Logger, record_id: object) -> RecordLog:
 
 def configure(level: str, file: str | None = None) -> None:
     """Send rpop's log lines to stderr (or ``file``) at the seed's ``level``."""
+    # No line shows the caller's file, thread or process, so the logging
+    # module need not look them up for every record (the "Optimization"
+    # section of the logging HOWTO): at the default level every delivered
+    # message writes a line, and the stack walk cost more than the writing.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logger = logging.getLogger(ROOT)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
