@@ -95,6 +95,22 @@ def duration(value: Any) -> int:
     return parse_duration(value)
 
 
+def port(value: Any) -> int:
+    """A ``port`` key: a whole number from 1 to 65535."""
+    number = integer(value)
+    if not 0 < number < 65536:
+        raise ValueError(f"expected a port number from 1 to 65535, got {number}")
+    return number
+
+
+def delivery_timeout(value: Any) -> int:
+    """A delivery's ``timeout``: a duration of at least a second."""
+    seconds = duration(value)
+    if seconds == 0:
+        raise ValueError("must be at least 1s; a delivery cannot wait forever")
+    return seconds
+
+
 def string_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of strings, like [\"a\", \"b\"], got {value!r}")

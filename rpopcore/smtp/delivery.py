@@ -18,9 +18,8 @@ delivery failure.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Sequence
+from typing import Sequence
 
-from rpopcore.config.schema import duration, integer
 from rpopcore.message import RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient, RecipientOutcome
 from rpopcore.smtp.client import RcptTo, SmtpClient, Transaction
@@ -100,22 +99,3 @@ def _describe(exc: OSError | SessionBroken, client: SmtpClient) -> str:
     if isinstance(exc, OSError):
         return f"{peer}: connection failed: {exc.strerror or exc}"
     return f"{peer}: {exc}"
-
-
-# --- the [delivery] keys of the family -------------------------------------
-
-
-def port(value: Any) -> int:
-    """A ``port`` key: a whole number from 1 to 65535."""
-    number = integer(value)
-    if not 0 < number < 65536:
-        raise ValueError(f"expected a port number from 1 to 65535, got {number}")
-    return number
-
-
-def timeout(value: Any) -> int:
-    """A ``timeout`` key: a duration of at least a second."""
-    seconds = duration(value)
-    if seconds == 0:
-        raise ValueError("must be at least 1s; a delivery cannot wait forever")
-    return seconds

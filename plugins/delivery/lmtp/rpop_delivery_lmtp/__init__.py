@@ -37,10 +37,8 @@ import socket
 from pathlib import Path
 
 from rpopcore import errors
-from rpopcore.config.schema import Key, read_table, string
+from rpopcore.config.schema import Key, delivery_timeout, port, read_table, string
 from rpopcore.hookspecs import hookimpl
-from rpopcore.smtp import delivery
-from rpopcore.smtp.client import ConnectOptions, LmtpClient
 
 
 class LmtpAgent:
@@ -55,6 +53,10 @@ class LmtpAgent:
         self.lhlo_name = lhlo_name or socket.gethostname() or "localhost"
 
     async def deliver(self, message, envelope, recipients):
+        # Imported here: every rpop command loads this plugin (see the SMTP one).
+        from rpopcore.smtp import delivery
+        from rpopcore.smtp.client import ConnectOptions, LmtpClient
+
         client = LmtpClient(ConnectOptions(host=self.host, port=self.port, socket=self.path, timeout=self.timeout,
                                            hello_name=self.lhlo_name))
         return await delivery.deliver(client, message, envelope, recipients)
@@ -69,9 +71,9 @@ def make_agent(options, base_dir: Path) -> LmtpAgent:
         dict(options),
         {
             "host": Key(string, ""),
-            "port": Key(delivery.port, 24),
+            "port": Key(port, 24),
             "socket": Key(string, ""),
-            "timeout": Key(delivery.timeout, 30),
+            "timeout": Key(delivery_timeout, 30),
         },
         "[delivery]",
     )

@@ -49,7 +49,7 @@ import signal
 from pathlib import Path
 
 from rpopcore import errors
-from rpopcore.config.schema import Key, duration, read_table, string_list
+from rpopcore.config.schema import Key, delivery_timeout, read_table, string_list
 from rpopcore.hookspecs import hookimpl
 from rpopcore.message import trace_fields
 from rpopcore.model import Outcome, RecipientOutcome
@@ -204,16 +204,9 @@ def _command(value) -> tuple[str, ...]:
     return command
 
 
-def _timeout(value) -> int:
-    seconds = duration(value)
-    if seconds == 0:
-        raise ValueError("must be at least 1s; a delivery cannot wait forever")
-    return seconds
-
-
 def make_agent(options, base_dir: Path) -> PipeAgent:
     """The ``[delivery]`` table (without ``plugin``) -> a :class:`PipeAgent`."""
-    values = read_table(dict(options), {"command": Key(_command), "timeout": Key(_timeout, 300)}, "[delivery]")
+    values = read_table(dict(options), {"command": Key(_command), "timeout": Key(delivery_timeout, 300)}, "[delivery]")
     program, *args = values["command"]
     if "/" in program:
         path = str(base_dir / program)

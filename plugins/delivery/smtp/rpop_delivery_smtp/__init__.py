@@ -46,11 +46,9 @@ import ssl
 from pathlib import Path
 
 from rpopcore import errors
-from rpopcore.config.schema import Key, boolean, read_table, string
+from rpopcore.config.schema import Key, boolean, delivery_timeout, port, read_table, string
 from rpopcore.hookspecs import hookimpl
 from rpopcore.selfpoll import is_loopback_host
-from rpopcore.smtp import delivery
-from rpopcore.smtp.client import ConnectOptions, SmtpClient
 
 
 class SmtpAgent:
@@ -67,6 +65,11 @@ class SmtpAgent:
         self.timeout = timeout
 
     async def deliver(self, message, envelope, recipients):
+        # Imported here: every rpop command loads this plugin, and the SMTP
+        # client is needed only by a site that delivers or relays through it.
+        from rpopcore.smtp import delivery
+        from rpopcore.smtp.client import ConnectOptions, SmtpClient
+
         # pipelining=False: one command at a time towards a relay, as this
         # plugin has always spoken; turning PIPELINING on is a change of its own.
         client = SmtpClient(ConnectOptions(host=self.host, port=self.port, timeout=self.timeout, hello_name=self.helo,
@@ -84,14 +87,14 @@ def make_agent(options, base_dir: Path) -> SmtpAgent:
         dict(options),
         {
             "host": Key(string),
-            "port": Key(delivery.port, 25),
+            "port": Key(port, 25),
             "starttls": Key(boolean, False),
             "ca_file": Key(string, ""),
             "tls_verify": Key(boolean, True),
             "username": Key(string, ""),
             "password": Key(string, ""),
             "helo": Key(string, ""),
-            "timeout": Key(delivery.timeout, 30),
+            "timeout": Key(delivery_timeout, 30),
         },
         "[delivery]",
     )
