@@ -62,7 +62,9 @@ AREAS = (
 #: Leaf frames where a thread waits: py-spy does not always see these as
 #: idle, so they are counted apart and left out of the shares.
 WAITS = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.select", "Condition.wait", "Event.wait",
-         "Thread.join", "_wait_for_tstate_lock")
+         "Thread.join", "_wait_for_tstate_lock",
+         # the Maildir workers' blocking SimpleQueue.get() (C, so no frame of its own)
+         "MaildirAgent._work (rpop_delivery_maildir/__init__.py:116)")
 
 
 def area_of(frames: list[str]) -> str:
