@@ -81,7 +81,7 @@ def entry_points(group: str = GROUP) -> list[EntryPoint]:
 
 
 def _normalised(project: str) -> str:
-    return re.sub(r"[-_.]+", "-", project).lower()
+    return project.lower().replace("-", "_").replace(".", "_")
 
 
 def _group(text: str, group: str) -> list[tuple[str, str]]:
