@@ -25,12 +25,11 @@ from typing import Awaitable, Callable
 import attrs
 
 from rpopcore import errors, logs
+from rpopcore.pop3.link import Link, open_link
 from rpopcore.pop3.multiline import MultilineDecoder
 from rpopcore.pop3.responses import Capabilities, StatusLine, apop_timestamp, error_for, parse_list, parse_uidl
 
 log = logging.getLogger("rpop.pop3")
-
-CHUNK = 1 << 18
 
 
 # Response codes that speak of the mailbox or the server, not the mechanism.
@@ -83,8 +82,7 @@ class Pop3Client:
         self.greeting: StatusLine | None = None
         self.capabilities = Capabilities()
         self.tls_active = False
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: Link | None = None
         # Bytes received and not yet consumed: _buffer[_pos:].  An offset
         # rather than slicing, so many small pipelined answers in one chunk
         # do not copy the rest of the chunk once each.
@@ -105,13 +103,12 @@ class Pop3Client:
         self.log.log(logs.LINK, "connecting to %s port %d%s", opts.host, opts.port, " with TLS" if ctx else "")
         try:
             async with asyncio.timeout(opts.timeout):
-                self._reader, self._writer = await asyncio.open_connection(
+                self._link = await open_link(
                     opts.host,
                     opts.port,
-                    ssl=ctx,
+                    ssl_context=ctx,
                     server_hostname=(opts.server_hostname or opts.host) if ctx else None,
                     local_addr=local,
-                    limit=CHUNK,
                 )
         except TimeoutError:
             raise errors.Timeout(f"connecting to {opts.host}:{opts.port} took longer than {opts.timeout:g}s") from None
@@ -150,7 +147,7 @@ class Pop3Client:
         opts = self.options
         try:
             async with asyncio.timeout(opts.timeout):
-                await self._writer.start_tls(context, server_hostname=opts.server_hostname or opts.host)
+                await self._link.start_tls(context, server_hostname=opts.server_hostname or opts.host)
         except TimeoutError:
             raise errors.Timeout(f"TLS handshake with {opts.host}:{opts.port} took longer than {opts.timeout:g}s") from None
         except ssl.SSLCertVerificationError as exc:
@@ -280,14 +277,9 @@ class Pop3Client:
 
     async def close(self) -> None:
         self.state = State.CLOSED
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
-            try:
-                async with asyncio.timeout(2):
-                    await writer.wait_closed()
-            except (TimeoutError, OSError, ssl.SSLError):
-                pass
+        if self._link is not None:
+            link, self._link = self._link, None
+            await link.close()
 
     # --- plumbing -----------------------------------------------------------
 
@@ -323,14 +315,14 @@ class Pop3Client:
             raise errors.ProtocolError(f"command not allowed in state {self.state.value}")
 
     def _write(self, line: str, shown: str) -> None:
-        if self._writer is None:
+        if self._link is None:
             raise errors.ProtocolError("not connected")
         self.log.log(logs.PROTOCOL, "C: %s", shown)
         self._outgoing.append(line.encode("utf-8") + b"\r\n")
 
     def _push(self) -> None:
         if self._outgoing:
-            self._writer.write(b"".join(self._outgoing))
+            self._link.write(b"".join(self._outgoing))
             self._outgoing.clear()
 
     async def flush(self) -> None:
@@ -341,7 +333,7 @@ class Pop3Client:
         self._push()
         try:
             async with asyncio.timeout(self.options.timeout):
-                await self._writer.drain()
+                await self._link.drain()
         except TimeoutError:
             raise errors.Timeout(f"the server did not take our command within {self.options.timeout:g}s") from None
         except (OSError, ssl.SSLError) as exc:
@@ -350,7 +342,7 @@ class Pop3Client:
     async def _fill(self, during: str) -> None:
         try:
             async with asyncio.timeout(self.options.timeout):
-                data = await self._reader.read(CHUNK)
+                data = await self._link.read()
         except TimeoutError:
             raise errors.Timeout(f"no answer to {during} within {self.options.timeout:g}s") from None
         except (OSError, ssl.SSLError) as exc:
