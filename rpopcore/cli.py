@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import json
 import os
+import select
+import signal
 import sys
 from pathlib import Path
 
@@ -68,11 +70,40 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        if _stdout_is_gone():
+            # `rpop plugins | head`: the reader has all it wanted.  Exit
+            # quietly, as a program killed by SIGPIPE would.
+            return 128 + signal.SIGPIPE
+        return _internal_error(exc)
     except Exception as exc:  # a bug of ours: still one line, but say how to learn more
-        if os.environ.get("RPOP_DEBUG"):
-            raise
-        print(f"rpop: internal error: {type(exc).__name__}: {exc} (set RPOP_DEBUG=1 for details)", file=sys.stderr)
-        return EXIT_FAILED
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    if os.environ.get("RPOP_DEBUG"):
+        raise exc
+    print(f"rpop: internal error: {type(exc).__name__}: {exc} (set RPOP_DEBUG=1 for details)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _stdout_is_gone() -> bool:
+    """Whether standard output's reader has closed it (poll() reports an
+    error on a pipe with no reader).  If so, standard output is pointed at
+    /dev/null, so that the interpreter's flush at exit does not fail over it
+    again."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+    if gone:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return gone
 
 
 async def _dispatch(args) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
 import subprocess
@@ -170,6 +171,18 @@ def test_plugins_json_lists_every_default_plugin(rpop):
     ]:
         assert by_name[name]["distribution"] == dist and hook in by_name[name]["hooks"]
         assert by_name[name]["version"]
+
+
+def test_output_into_a_closed_pipe_ends_quietly_as_sigpipe_would():
+    # `rpop plugins | head -1`: the reader is gone before rpop writes.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run([rpop_command(), "plugins"], stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert result.returncode == 128 + signal.SIGPIPE
+    assert result.stderr == ""
 
 
 def test_logs_go_to_stderr_tagged_rpop_or_to_the_log_file(site, rpop, threaded_pop3):
