@@ -65,5 +65,10 @@ def configure(level: str, file: str | None = None) -> None:
     handler: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s RPOP %(levelname)s %(name)s %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(THRESHOLDS[level])
+    set_level(level)
     logger.propagate = False
+
+
+def set_level(level: str) -> None:
+    """Log from now on at the seed's ``level`` (the daemon follows changes)."""
+    logging.getLogger(ROOT).setLevel(THRESHOLDS[level])

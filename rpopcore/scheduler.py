@@ -3,7 +3,8 @@ never more than ``processors`` at once, until told to stop.
 
 Changes made while it runs (``rpop apply``, or later the web pages) are
 picked up by reading the state store again on every tick, at most
-:data:`TICK` seconds apart; SIGHUP makes it look at once.  SIGTERM or SIGINT
+:data:`TICK` seconds apart; SIGHUP makes it look at once.  That includes
+``log_level``: lines written from then on follow the new level.  SIGTERM or SIGINT
 stop it: no new poll starts, each poll in progress finishes the message in
 hand, records it, sends QUIT, and the daemon exits 0.
 """
@@ -45,6 +46,8 @@ class Daemon:
         self.wake = asyncio.Event()
         self.relay = None
         self.busy_until: dict[int, dt.datetime] = {}
+        # The level the process was started with (cli.py set it).
+        self.log_level: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         agent = self.site.delivery_agent()
@@ -80,6 +83,7 @@ class Daemon:
                     self.busy_until[rid] = self.clock() + dt.timedelta(seconds=BUSY_RETRY)
         store = self.site.store
         ctx = await self.site.poll_context(agent, stop, relay=self.relay)
+        self._follow_log_level(ctx.settings.log_level)
         records = [r for r in await store.list_records() if r.poll_every is not None]
         statuses = await store.load_statuses()
         delays = schedule.host_delays(records, statuses, ctx.settings)
@@ -108,6 +112,19 @@ class Daemon:
                 break
             self.running[record.id] = asyncio.create_task(poll_record(ctx, record), name=f"poll-{record.id}")
         return max(sleep, 0.05)
+
+    def _follow_log_level(self, level: str) -> None:
+        if self.log_level is None:
+            self.log_level = level
+        elif level != self.log_level:
+            # One line says so: under the old level when logging is being
+            # switched off, under the new one otherwise.
+            if level == "none":
+                log.log(logs.MAJOR, "[daemon] log level %s -> %s", self.log_level, level)
+            logs.set_level(level)
+            if level != "none":
+                log.log(logs.MAJOR, "[daemon] log level %s -> %s", self.log_level, level)
+            self.log_level = level
 
     async def _mark_host_delayed(self, record, status, when) -> None:
         """The record is due, but its host failed a moment ago: say so in its

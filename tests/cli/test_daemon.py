@@ -60,7 +60,7 @@ def test_sigterm_mid_retrieval_finishes_the_message_in_hand_and_loses_nothing(si
     assert server.mailbox == []
 
 
-def test_records_applied_while_running_are_polled_without_a_restart(site, rpop, threaded_pop3):
+def test_records_and_log_level_applied_while_running_take_effect_without_a_restart(site, rpop, threaded_pop3):
     alice = threaded_pop3([Message("a", b"Subject: a\r\n\r\nx\r\n")], user="alice.smith", password="pw")
     bob = threaded_pop3([Message("b", b"Subject: b\r\n\r\ny\r\n")], user="bob", password="pw")
     decl = write_decl(site, alice.port)
@@ -68,12 +68,19 @@ def test_records_applied_while_running_are_polled_without_a_restart(site, rpop, 
     daemon = start_daemon(site)
     try:
         assert wait_for(lambda: len(new_mail(site, "alice")) == 1)
-        decl.write_text(decl.read_text() + f'\n[[remote]]\nowner = "bob@example.test"\naccount = "bob"\n'
-                                           f'host = "127.0.0.1:{bob.port}"\npassword = "pw"\n')
+        # Protocol lines on, and a new record whose poll will show them.
+        decl.write_text(decl.read_text().replace("allow_self_poll = true", 'allow_self_poll = true\nlog_level = "low-level"')
+                        + f'\n[[remote]]\nowner = "bob@example.test"\naccount = "bob"\n'
+                          f'host = "127.0.0.1:{bob.port}"\npassword = "pw"\n')
         assert rpop("-c", site / "rpop.toml", "apply", decl).returncode == 0
         assert wait_for(lambda: len(new_mail(site, "bob")) == 1, 20), "the new record was not polled"
     finally:
-        stop_daemon(daemon)
+        err = stop_daemon(daemon)
+    before, said, after = err.partition("[daemon] log level problems -> low-level")
+    assert said, err
+    assert " C: " not in before, "no protocol lines at the starting level"
+    assert " C: USER bob" in after and " C: PASS ****" in after, "protocol lines once the new level is applied"
+    assert "PASS pw" not in after
 
 
 def test_a_failed_host_delays_every_record_on_it_and_status_says_so(site, rpop, unused_tcp_port):
