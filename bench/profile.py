@@ -59,8 +59,6 @@ AREAS = (
 )
 
 
-#: Leaf frames where a thread waits: py-spy does not always see these as
-#: idle, so they are counted apart and left out of the shares.
 def _maildir_worker_wait() -> str:
     """The frame of a Maildir worker blocked in ``SimpleQueue.get()``: the call
     is C, so py-spy shows only the calling line, found here by its text."""
@@ -71,6 +69,8 @@ def _maildir_worker_wait() -> str:
     return f"MaildirAgent._work (rpop_delivery_maildir/__init__.py:{line})"
 
 
+#: Leaf frames where a thread waits: py-spy does not always see these as
+#: idle, so they are counted apart and left out of the shares.
 WAITS = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.select", "Condition.wait", "Event.wait",
          "Thread.join", "_wait_for_tstate_lock", _maildir_worker_wait())
 

@@ -46,7 +46,8 @@ class Daemon:
         self.wake = asyncio.Event()
         self.relay = None
         self.busy_until: dict[int, dt.datetime] = {}
-        # The level the process was started with (cli.py set it).
+        # The log level in force: cli.py set it from the store just before
+        # the daemon started; None until the first look at the store.
         self.log_level: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:

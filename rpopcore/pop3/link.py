@@ -110,9 +110,8 @@ class Link(asyncio.Protocol):
             self.transport.write(data)
 
     async def drain(self) -> None:
-        """Wait while the transport holds more than it wants to."""
-        if self._error is not None:
-            raise self._error
+        """Wait while the transport holds more than it wants to; a lost
+        connection raises."""
         while self._writing_paused and not self._ended:
             self._drain_waiter = asyncio.get_running_loop().create_future()
             try:
