@@ -146,7 +146,7 @@ async def _dispatch(args) -> int:
         if args.command == "run":
             from rpopcore.scheduler import run_daemon
 
-            return await run_daemon(site)
+            return await run_daemon(site, settings.log_level)
     finally:
         await site.close()
     return EXIT_BAD_INPUT

@@ -37,7 +37,8 @@ def _now() -> dt.datetime:
 
 
 class Daemon:
-    def __init__(self, site, clock: Callable[[], dt.datetime] = _now, tick: float = TICK):
+    def __init__(self, site, clock: Callable[[], dt.datetime] = _now, tick: float = TICK,
+                 log_level: str | None = None):
         self.site = site
         self.clock = clock
         self.tick = tick
@@ -46,9 +47,9 @@ class Daemon:
         self.wake = asyncio.Event()
         self.relay = None
         self.busy_until: dict[int, dt.datetime] = {}
-        # The log level in force: cli.py set it from the store just before
-        # the daemon started; None until the first look at the store.
-        self.log_level: str | None = None
+        # The log level logging was configured with (cli.py, from the store);
+        # None: this daemon leaves logging alone.
+        self.log_level = log_level
 
     async def run(self, stop: asyncio.Event) -> None:
         agent = self.site.delivery_agent()
@@ -115,9 +116,7 @@ class Daemon:
         return max(sleep, 0.05)
 
     def _follow_log_level(self, level: str) -> None:
-        if self.log_level is None:
-            self.log_level = level
-        elif level != self.log_level:
+        if self.log_level is not None and level != self.log_level:
             # One line says so: under the old level when logging is being
             # switched off, under the new one otherwise.
             if level == "none":
@@ -154,12 +153,13 @@ class Daemon:
             await asyncio.wait(pending)
 
 
-async def run_daemon(site) -> int:
-    """``rpop run``: the daemon until SIGTERM/SIGINT; exit status 0."""
+async def run_daemon(site, log_level: str) -> int:
+    """``rpop run``: the daemon until SIGTERM/SIGINT; exit status 0.
+    ``log_level`` is the level logging was configured with."""
     site.check_key(await site.store.list_records())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    daemon = Daemon(site)
+    daemon = Daemon(site, log_level=log_level)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.wake.set)
