@@ -129,6 +129,15 @@ class RecordBusy(PollError):
     account_failure = False
 
 
+class StateFailed(PollError):
+    """The state store could not be read or written (a full disk, an I/O
+    error, a database another program damaged).  Whatever was not recorded
+    stays on the server; the next poll after the fault is gone finishes it."""
+
+    code = "state-failed"
+    account_failure = False
+
+
 class MechanismUnavailable(PollError):
     """The chosen authentication mechanism cannot be used with this server;
     in ``auto`` selection the next mechanism is tried."""

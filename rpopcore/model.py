@@ -145,6 +145,13 @@ def split_host(host: str, tls: bool, default_port: int | None = None) -> tuple[s
     return name, 995 if tls else 110
 
 
+def mailbox_identity(account: str, host_name: str) -> str:
+    """``account@host`` with the host name in lower case and without a
+    trailing dot: what :attr:`RemoteRecord.mailbox` is, for code that knows
+    a mailbox but has no record (an import of another tool's UID file)."""
+    return f"{account}@{host_name.lower().rstrip('.')}"
+
+
 @attrs.frozen
 class RemoteRecord:
     """One remote mailbox to poll (a row of the seed's account tables).
@@ -193,9 +200,14 @@ class RemoteRecord:
         return self.server_name or self.address[0]
 
     @property
-    def natural_key(self) -> tuple[str, str, str]:
-        """What identifies a record across re-applies of a declarative file."""
-        return (self.kind.value, (self.owner or "").lower(), f"{self.account}@{self.host.lower()}")
+    def mailbox(self) -> str:
+        """The remote mailbox's identity: the account at the host name, without
+        the port (``alice.smith@pop.isp.example``).  It identifies a record
+        across applies, and the UID memory belongs to it, not to a row: the
+        same mailbox reached over another port or TLS mode, with another
+        password or period, or removed and added back, is not retrieved again.
+        One mailbox is one record."""
+        return mailbox_identity(self.account, self.address[0])
 
 
 # --- status ----------------------------------------------------------------

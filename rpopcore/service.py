@@ -81,10 +81,10 @@ class Site:
         # A record that gives no password keeps the one stored for the same
         # mailbox, so a file can leave secrets out after the first apply
         # (an exported file does).  The same goes for OAuth secrets.
-        stored = {r.natural_key: r for r in await self.store.list_records()}
+        stored = {r.mailbox: r for r in await self.store.list_records()}
         records = []
         for record in declaration.records:
-            old = stored.get(record.natural_key)
+            old = stored.get(record.mailbox)
             if old is not None:
                 if record.secret.source == "none":
                     record = attrs.evolve(record, secret=old.secret)

@@ -158,9 +158,9 @@ def read_declaration(
             where = f"{path}: [[{kind}]] #{index}"
             values = read_table(entry, keys, where)
             record = _record(kind, values, where, path.parent, keyring, auth_names, directory, route)
-            if record.natural_key in seen:
-                raise errors.ConfigError(f"{where}: the same mailbox as {seen[record.natural_key]}; remove one")
-            seen[record.natural_key] = f"[[{kind}]] #{index}"
+            if record.mailbox in seen:
+                raise errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one")
+            seen[record.mailbox] = f"[[{kind}]] #{index}"
             records.append(record)
     return Declaration(settings=settings, directory=directory, records=tuple(records))
 

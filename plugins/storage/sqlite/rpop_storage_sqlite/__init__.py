@@ -120,7 +120,7 @@ class SqliteStore:
             return self._save_record(record)
 
     def _save_record(self, record: RemoteRecord) -> RemoteRecord:
-        key = json.dumps(record.natural_key)
+        key = json.dumps(record.mailbox)
         data = json.dumps(codec.record_to_dict(record), sort_keys=True)
         if record.id is None:
             cursor = self._db.execute("INSERT INTO records (natural_key, data) VALUES (?, ?)", (key, data))
@@ -139,11 +139,11 @@ class SqliteStore:
             self._set_meta("settings", codec.settings_to_dict(settings))
             self._set_meta("directory", codec.directory_to_dict(directory))
             existing = {
-                tuple(json.loads(key)): rid for rid, key in self._db.execute("SELECT id, natural_key FROM records")
+                json.loads(key): rid for rid, key in self._db.execute("SELECT id, natural_key FROM records")
             }
             kept = []
             for record in records:
-                rid = existing.pop(record.natural_key, None)
+                rid = existing.pop(record.mailbox, None)
                 kept.append(self._save_record(_with_id(record, rid)))
             for rid in existing.values():
                 self._db.execute("DELETE FROM records WHERE id = ?", (rid,))
