@@ -291,6 +291,24 @@ class RecipientOutcome:
 
 
 @attrs.frozen
+class PendingCopy:
+    """A copy of a message journaled in the state store just before its
+    delivery agent makes it visible (see :mod:`rpopcore.journal`).
+
+    ``token`` is the agent's name for the copy (a Maildir file name), by
+    which it can tell after a crash whether the copy became visible.
+    ``completes``: when this copy and the others journaled with it become
+    visible, every recipient of the message is complete, so the UID counts
+    as remembered; otherwise only these recipients do.
+    """
+
+    uid: str
+    recipient: str
+    token: str
+    completes: bool = True
+
+
+@attrs.frozen
 class PollResult:
     """What one poll of one record did (``poll --json`` prints these)."""
 

@@ -5,12 +5,19 @@ The order of the steps is what keeps mail safe:
 
 1. RETR streams the message into a spool (memory, or a temp file when large).
 2. The recipient strategy rebuilds the envelope; the delivery agent delivers
-   and reports per recipient.  ``delivered`` means durable.
+   and reports per recipient.  ``delivered`` means durable.  A Maildir
+   delivers through the journal (:mod:`rpopcore.journal`), so that a kill at
+   any instant neither loses nor repeats a message; other agents' messages
+   are remembered the moment they are accepted, one at a time.
 3. Only when every recipient is complete is the UID remembered (state
    store), and only then, with ``leave = false``, is DELE sent.
 4. QUIT commits the deletions.  A session cut before QUIT deletes nothing;
    the remembered UIDs make the next poll skip (and delete) what was
    delivered already, so nothing arrives twice.
+
+UIDs belong to the remote mailbox (:attr:`RemoteRecord.mailbox`), not to the
+record.  One record is polled by one process at a time: a lease in the state
+store, which ends with its holder.
 
 When the server offers PIPELINING, RETR and DELE commands are sent ahead of
 their answers, several at a time, so a slow link costs one round trip per
@@ -33,9 +40,9 @@ from typing import Callable, Sequence
 
 import attrs
 
-from rpopcore import auth, errors, logs
+from rpopcore import auth, errors, journal, logs
 from rpopcore.bounces import Bouncer
-from rpopcore.delivery import DeliveryAgent
+from rpopcore.delivery import DeliveryAgent, stages
 from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import (
     Directory,
@@ -43,6 +50,7 @@ from rpopcore.model import (
     ModuleSettings,
     Outcome,
     PollResult,
+    PendingCopy,
     PollStatus,
     RecipientOutcome,
     RecordKind,
@@ -58,12 +66,18 @@ log = logging.getLogger("rpop.retrieval")
 #: Commands kept in flight when the server pipelines: enough that a slow
 #: link (50 ms) stays busy; each costs a few bytes of the server's buffer.
 PIPELINE_WINDOW = 128
-#: Messages being delivered while the next ones arrive.
+#: Messages being delivered while the next ones arrive, when every delivery
+#: goes through the journal.  Otherwise one: a message an LMTP, SMTP or pipe
+#: target accepted is remembered before the next is sent, so that a kill
+#: repeats at most one message.
 DELIVERIES_IN_FLIGHT = 32
-#: UIDs remembered together in one transaction (and always before a DELE).
+#: UIDs of journaled messages remembered together in one transaction (and
+#: always before a DELE); until then the journal names them.
 UID_BATCH = 64
 #: One record is polled by one process at a time: a lease in the state
-#: store, renewed while the poll goes on.
+#: store, renewed while the poll goes on.  A store that ties leases to its
+#: holder's process (SQLite) ends them the instant the process dies; a
+#: networked one lets them expire after this long without renewal.
 LEASE_SECONDS = 600
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -130,7 +144,10 @@ async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.Record
         status = PollStatus(record.id, last_success=finished, last_attempt=started, error=None)
     else:
         rlog.log(logs.PROBLEM, "poll failed (%s): %s", error.code, error)
-        previous = await ctx.store.load_status(record.id)
+        try:
+            previous = await ctx.store.load_status(record.id)
+        except errors.StateFailed:
+            previous = None  # the status cannot be stored either; said below
         status = PollStatus(
             record.id,
             last_success=previous.last_success if previous else None,
@@ -138,7 +155,11 @@ async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.Record
             error=error.code,
             detail=str(error),
         )
-    await ctx.store.save_status(status)
+    try:
+        await ctx.store.save_status(status)
+    except errors.StateFailed as exc:
+        rlog.log(logs.PROBLEM, "the poll's status could not be stored: %s", exc)
+        error = error or exc  # the poll itself went well, but status would not say so
     result = PollResult(
         record_id=record.id,
         retrieved=session.retrieved,
@@ -191,7 +212,16 @@ class _Session:
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
         self.lease_renewed = time.monotonic()
+        self.mailbox = record.mailbox
+        # Journaled messages delivered whole, waiting to be remembered in a batch.
         self.delivered_uids: list[str] = []
+        # UID -> recipients complete before this poll (of partly delivered messages).
+        self.progress: dict[str, set[str]] = {}
+        self.staging = stages(ctx.agent)
+        # Relayed copies cannot be journaled: one message at a time is
+        # relayed and remembered, so a kill repeats at most that one.
+        self.relay_turn = asyncio.Lock()
+        self.journal = journal.JournalWriter(ctx.store, self.mailbox)
         # (Message-ID, recipient) delivered in this poll: duplicates a
         # provider stored once per recipient are not delivered again.
         self.seen_in_poll: set[tuple[str, str]] = set()
@@ -291,8 +321,10 @@ class _Session:
             seen: set[str] = set()
         else:
             numbers = dict(sorted(uids.items()))
-            seen = await ctx.store.seen_uids(record.id)
-            forgotten = await ctx.store.forget_uids_except(record.id, set(uids.values()))
+            await journal.recover(ctx.store, ctx.agent, self.mailbox, self.log)
+            seen = await ctx.store.seen_uids(self.mailbox)
+            self.progress = await ctx.store.recipient_progress(self.mailbox)
+            forgotten = await ctx.store.forget_uids_except(self.mailbox, set(uids.values()))
             if forgotten:
                 self.log.log(logs.LINK, "forgot %d UIDs no longer on the server", forgotten)
         fetch = collections.deque(n for n, uid in numbers.items() if uid not in seen)
@@ -354,7 +386,7 @@ class _Session:
                 message = await self._receive_message(client, n, numbers[n])
                 if message is not None:
                     deliveries.append(asyncio.create_task(self._deliver_and_remember(message)))
-                while len(deliveries) >= DELIVERIES_IN_FLIGHT:
+                while len(deliveries) >= (DELIVERIES_IN_FLIGHT if self.staging else 1):
                     await settle(deliveries.popleft())
         finally:
             # Whatever ended the session, deliveries under way finish: their
@@ -368,7 +400,7 @@ class _Session:
         transaction.  Until then a crash could only deliver them again."""
         if self.delivered_uids:
             uids, self.delivered_uids = self.delivered_uids, []
-            await self.ctx.store.remember_uids(self.record.id, uids)
+            await self.ctx.store.remember_uids(self.mailbox, uids)
 
     async def _receive_message(self, client: Pop3Client, number: int, uid: str | None) -> RetrievedMessage | None:
         """Read the answer to RETR into a spool; None when it was refused."""
@@ -390,8 +422,6 @@ class _Session:
         """Deliver, then remember the UID; (number, whether it may be deleted)."""
         try:
             complete = await self._deliver(message)
-            if complete and message.uid is not None:
-                self.delivered_uids.append(message.uid)
             if time.monotonic() - self.lease_renewed > LEASE_SECONDS / 4:
                 self.lease_renewed = time.monotonic()
                 await self.ctx.store.acquire_lease(self.record.id, HOLDER, LEASE_SECONDS)
@@ -400,9 +430,9 @@ class _Session:
             message.close()
 
     async def _deliver(self, message: RetrievedMessage) -> bool:
-        """Deliver to every recipient not reached before; True when every
-        recipient is complete: delivered, or failed permanently with any
-        report that is due sent or spooled."""
+        """Deliver to every recipient not reached before and record what is
+        complete; True when every recipient is complete: delivered, or
+        failed permanently with any report that is due sent or spooled."""
         ctx, record = self.ctx, self.record
         envelope: Envelope | None = ctx.hook.rpop_resolve_envelope(
             record=record, message=message, route=ctx.route, directory=ctx.directory
@@ -413,7 +443,6 @@ class _Session:
             )
             return False
         name = message.uid or message.number
-        tracked = message.uid is not None and len(envelope.recipients) > 1
         dedupe_key = message.message_id if record.kind is RecordKind.UNIFIED and record.dedupe else ""
         copies: set[str] = set()
         if dedupe_key:
@@ -422,59 +451,97 @@ class _Session:
             # delivery fails for now stays on the server, so the claim can stay.
             copies = {r.address for r in envelope.recipients if (dedupe_key, r.address) in self.seen_in_poll}
             self.seen_in_poll.update((dedupe_key, r.address) for r in envelope.recipients)
-        done: set[str] = await ctx.store.delivered_recipients(record.id, message.uid) if tracked else set()
+        done = set(self.progress.get(message.uid, ())) if message.uid is not None else set()
         if copies - done:
             self.log.log(logs.MAJOR, "message %s: %s already got %s in this poll; not delivered again",
                          name, ", ".join(sorted(copies - done)), dedupe_key)
         done |= copies
         todo = [r for r in envelope.recipients if r.address not in done]
-        outcomes = await self._dispatch(message, envelope, todo)
-        failed = []
-        for outcome in outcomes:
-            address = outcome.recipient.address
-            if outcome.outcome is Outcome.DELIVERED:
-                self.log.log(logs.MAJOR, "message %s delivered to %s", name, address)
-            elif outcome.outcome is Outcome.PERMANENT:
-                self.log.log(logs.PROBLEM, "message %s to %s failed permanently: %s", name, address, outcome.detail)
-                failed.append(outcome)
-            else:
-                self.log.log(logs.PROBLEM, "message %s to %s failed for now: %s; it stays on the server",
-                             name, address, outcome.detail)
-                self.delivery_error = errors.DeliveryFailed(outcome.detail)
+        outcomes, staged = await self._dispatch(message, envelope, todo)
+        failed = [o for o in outcomes if o.outcome is Outcome.PERMANENT]
         reported = await ctx.bouncer.report(message, envelope, failed, self.log) if failed else True
-        complete = [
-            o for o in outcomes
-            if o.outcome is Outcome.DELIVERED or (o.outcome is Outcome.PERMANENT and reported)
-        ]
         if failed and not reported:
             self.delivery_error = errors.DeliveryFailed("a delivery status notification could not be sent or spooled")
+        complete = [o for o in outcomes if _is_complete(o, reported)]
+        if staged:
+            outcomes += await self._commit_journaled(message.uid, staged, len(complete) == len(outcomes))
+            complete = [o for o in outcomes if _is_complete(o, reported)]
+        for outcome in outcomes:
+            self._log_outcome(name, outcome)
         all_complete = len(complete) == len(outcomes)
-        if tracked:
-            if all_complete:
-                if done:
-                    await ctx.store.forget_recipients(record.id, message.uid)
-            else:
-                for outcome in complete:
-                    await ctx.store.remember_recipient(record.id, message.uid, outcome.recipient.address)
+        if message.uid is not None:
+            if all_complete and staged:
+                self.delivered_uids.append(message.uid)  # the journal names it until the batch is remembered
+            elif all_complete:
+                await ctx.store.remember_uids(self.mailbox, [message.uid])  # accepted: remembered at once
+            elif complete:
+                await ctx.store.remember_recipients(self.mailbox, message.uid, [o.recipient.address for o in complete])
         if all_complete and (done or any(o.outcome is Outcome.DELIVERED for o in outcomes)):
             self.delivered += 1
         return all_complete
 
-    async def _dispatch(self, message, envelope: Envelope, todo) -> list[RecipientOutcome]:
+    async def _commit_journaled(self, uid: str | None, staged, completes: bool) -> list[RecipientOutcome]:
+        """Journal the staged copies, make them visible, and drop any that
+        failed; their outcomes.  Without a UID there is nothing to journal
+        them under (a server without UIDL: see docs/reliability.md)."""
+        agent = self.ctx.agent
+        if uid is not None:
+            try:
+                await self.journal.write([PendingCopy(uid, c.recipient.address, c.token, completes) for c in staged])
+            except BaseException:
+                await agent.discard(staged)
+                raise
+        outcomes = await agent.commit(staged)
+        failed = [copy for copy, o in zip(staged, outcomes) if o.outcome is not Outcome.DELIVERED]
+        if failed:
+            await agent.discard(failed)
+            if uid is not None:
+                await self.ctx.store.settle_copies(
+                    self.mailbox, [], [PendingCopy(uid, c.recipient.address, c.token) for c in failed])
+        return outcomes
+
+    def _log_outcome(self, name, outcome: RecipientOutcome) -> None:
+        address = outcome.recipient.address
+        if outcome.outcome is Outcome.DELIVERED:
+            self.log.log(logs.MAJOR, "message %s delivered to %s", name, address)
+        elif outcome.outcome is Outcome.PERMANENT:
+            self.log.log(logs.PROBLEM, "message %s to %s failed permanently: %s", name, address, outcome.detail)
+        else:
+            self.log.log(logs.PROBLEM, "message %s to %s failed for now: %s; it stays on the server",
+                         name, address, outcome.detail)
+            self.delivery_error = errors.DeliveryFailed(outcome.detail)
+
+    async def _dispatch(self, message, envelope: Envelope, todo) -> tuple[list[RecipientOutcome], list]:
         """Local recipients to the delivery agent, others to the relay; those
-        the strategy already knows to fail, straight to a permanent failure."""
+        the strategy already knows to fail, straight to a permanent failure.
+        Returns the outcomes so far and the copies staged (not yet visible)
+        when the agent delivers through the journal."""
         ctx = self.ctx
         outcomes = [RecipientOutcome(r, Outcome.PERMANENT, r.failure) for r in todo if r.failure]
         local = [r for r in todo if r.local and not r.failure]
         remote = [r for r in todo if not r.local and not r.failure]
-        if local:
-            outcomes += await ctx.agent.deliver(message, envelope, local)
+        staged = []
         if remote:
             if ctx.relay is not None:
-                outcomes += await ctx.relay.deliver(message, envelope, remote)
+                async with self.relay_turn:
+                    relayed = await ctx.relay.deliver(message, envelope, remote)
+                    accepted = [o.recipient.address for o in relayed if o.outcome is Outcome.DELIVERED]
+                    if accepted and message.uid is not None:
+                        await ctx.store.remember_recipients(self.mailbox, message.uid, accepted)
+                outcomes += relayed
             else:
                 outcomes += [
                     RecipientOutcome(r, Outcome.PERMANENT, "not a local domain, and no relay is configured ([bounces] relay)")
                     for r in remote
                 ]
-        return outcomes
+        if local and self.staging:
+            staged, failures = await ctx.agent.stage(message, envelope, local)
+            outcomes += failures
+        elif local:
+            outcomes += await ctx.agent.deliver(message, envelope, local)
+        return outcomes, staged
+
+
+def _is_complete(outcome: RecipientOutcome, reported: bool) -> bool:
+    """Delivered, or failed for good with the report that is due sent."""
+    return outcome.outcome is Outcome.DELIVERED or (outcome.outcome is Outcome.PERMANENT and reported)

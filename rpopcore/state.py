@@ -5,13 +5,22 @@ All methods are coroutines so that a networked store (PostgreSQL, shared by
 several workers) fits the same contract as the embedded SQLite one; all SQL
 lives inside storage plugins.  ``tests/contract/`` holds the one test suite
 every store must pass.
+
+A store raises :class:`rpopcore.errors.StateFailed` when it cannot read or
+write (a full disk, an I/O error), never its driver's own exception: the
+poll then ends with ``state-failed`` and leaves unrecorded mail on the
+server.
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence
 
-from rpopcore.model import Directory, ModuleSettings, PollStatus, RemoteRecord
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
+
+#: How long a removed record's mailbox keeps its UIDs (and journal), in
+#: seconds: adding the same mailbox back within it retrieves nothing twice.
+REMOVED_MAILBOX_RETENTION = 90 * 24 * 3600
 
 
 class StateStore(Protocol):
@@ -40,44 +49,70 @@ class StateStore(Protocol):
         returns it with its id."""
 
     async def delete_record(self, record_id: int) -> None:
-        """Remove a record with its remembered UIDs and status."""
+        """Remove a record and its status; its mailbox's UIDs are kept for
+        :data:`REMOVED_MAILBOX_RETENTION`."""
 
     async def replace_configuration(
         self, settings: ModuleSettings, directory: Directory, records: Sequence[RemoteRecord]
     ) -> list[RemoteRecord]:
         """Make the stored configuration exactly this, in one transaction
-        (all or nothing).  A record whose :attr:`RemoteRecord.natural_key`
-        matches a stored one keeps its id, remembered UIDs and status;
-        stored records not given are removed.  Returns the records with ids."""
+        (all or nothing).  A record whose :attr:`RemoteRecord.mailbox`
+        matches a stored one keeps its id and status; stored records not given
+        are removed (their mailboxes' UIDs are kept for
+        :data:`REMOVED_MAILBOX_RETENTION`).  Returns the records with ids."""
 
-    # --- retrieval state --------------------------------------------------
+    # --- retrieval state -------------------------------------------------
+    #
+    # Keyed by the remote mailbox's identity (:attr:`RemoteRecord.mailbox`),
+    # not by record: a record changed to another port or TLS mode, or removed
+    # and added back within :data:`REMOVED_MAILBOX_RETENTION`, keeps them.
 
-    async def seen_uids(self, record_id: int) -> set[str]:
-        """UIDs of messages already delivered from this record."""
+    async def seen_uids(self, mailbox: str) -> set[str]:
+        """UIDs of messages already delivered from this mailbox."""
 
-    async def remember_uids(self, record_id: int, uids: Iterable[str]) -> None:
+    async def remember_uids(self, mailbox: str, uids: Iterable[str]) -> None:
         """Record that these messages were delivered (durably, before this
-        call), in one transaction."""
+        call), in one transaction; their per-recipient progress and journal
+        entries go with it."""
 
-    async def forget_uids_except(self, record_id: int, present: Iterable[str]) -> int:
-        """Forget remembered UIDs that are no longer on the server; returns
-        how many were forgotten."""
+    async def forget_uids_except(self, mailbox: str, present: Iterable[str]) -> int:
+        """Forget remembered UIDs (and per-recipient progress) of messages no
+        longer on the server; returns how many UIDs were forgotten."""
 
-    async def delivered_recipients(self, record_id: int, uid: str) -> set[str]:
-        """Recipients a partly delivered message already reached."""
+    async def recipient_progress(self, mailbox: str) -> dict[str, set[str]]:
+        """UID -> recipients already complete, for partly delivered messages."""
 
-    async def remember_recipient(self, record_id: int, uid: str, recipient: str) -> None:
-        """Record that one recipient of a message is complete (delivered, or
-        failed permanently with any report due sent)."""
+    async def remember_recipients(self, mailbox: str, uid: str, recipients: Iterable[str]) -> None:
+        """Record that these recipients of a message are complete (delivered,
+        or failed permanently with any report due sent), in one transaction;
+        their journal entries go with it."""
 
-    async def forget_recipients(self, record_id: int, uid: str) -> None:
-        """Drop per-recipient progress once the whole message is complete."""
+    # --- the delivery journal (see rpopcore.journal) -----------------------
+
+    async def journal_copies(self, mailbox: str, copies: Sequence[PendingCopy]) -> None:
+        """Write these copies to the journal, in one durable transaction,
+        before their agent makes them visible."""
+
+    async def pending_copies(self, mailbox: str) -> list[PendingCopy]:
+        """Copies journaled and not yet settled: what a crash left undecided."""
+
+    async def settle_copies(
+        self, mailbox: str, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]
+    ) -> None:
+        """Settle journaled copies, in one transaction: a message whose copies
+        are all ``visible`` and all ``completes`` becomes a remembered UID;
+        other visible copies become per-recipient progress; ``abandoned``
+        copies (never made visible) are dropped."""
+
+    # --- leases ------------------------------------------------------------
 
     async def acquire_lease(self, record_id: int, holder: str, seconds: int) -> bool:
-        """Take (or renew) the right to poll a record for ``seconds``: True
-        when ``holder`` has it now, False when another holder's lease has not
-        expired.  Atomic: two processes (or workers on two machines sharing a
-        networked store) never both get it."""
+        """Take (or renew) the right to poll a record: True when ``holder`` has
+        it now, False when another holder has it.  Atomic: two processes (or
+        workers on two machines sharing a networked store) never both get it.
+        A lease never outlives its holder's process by more than ``seconds``
+        (an embedded store ties it to the process itself, so it ends the
+        instant the process dies)."""
 
     async def release_lease(self, record_id: int, holder: str) -> None:
         """Give the lease back (only if ``holder`` still has it)."""

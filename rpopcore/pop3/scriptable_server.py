@@ -276,14 +276,15 @@ class ScriptableServer:
     makes UIDL fail; ``ssl_context`` (server side) with ``implicit_tls``
     serves TLS from the first byte, without it offers STLS; ``sasl`` maps
     upper-case mechanism names to :class:`SaslHandler`; ``max_line`` bounds a
-    command line.
+    command line.  ``user=None`` accepts any user name with ``password`` (one
+    mailbox polled as many remote accounts, for tests of many records).
     """
 
     def __init__(
         self,
         messages: Iterable[Message] = (),
         *,
-        user: str = "user",
+        user: str | None = "user",
         password: str = "pass",
         apop: bool = False,
         capabilities: list[str] | None = None,
@@ -332,6 +333,10 @@ class ScriptableServer:
         self._stamps = itertools.count(1)
 
     # -- lifecycle
+
+    def accepts(self, user: str) -> bool:
+        """Whether ``user`` is the user name this server serves."""
+        return self.user is None or user == self.user
 
     async def start(self) -> None:
         """Listen; afterwards ``port`` is the bound port."""
@@ -651,7 +656,7 @@ class Pop3Session:
             await self._reply("-ERR USER first")
             return
         user, self._user = self._user, None
-        await self._finish_login(user == self.server.user and arg == self.server.password)
+        await self._finish_login(self.server.accepts(user) and arg == self.server.password)
 
     async def pop_APOP(self, arg: str) -> None:
         """APOP name digest: md5(timestamp + password), lower-case hex."""
@@ -664,7 +669,7 @@ class Pop3Session:
             return
         name, digest = parts
         expected = hashlib.md5((self.timestamp + self.server.password).encode("utf-8")).hexdigest()
-        await self._finish_login(name == self.server.user and digest.lower() == expected)
+        await self._finish_login(self.server.accepts(name) and digest.lower() == expected)
 
     async def pop_AUTH(self, arg: str) -> None:
         """AUTH mechanism [initial-response] (RFC 5034); bare AUTH lists the

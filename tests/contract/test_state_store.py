@@ -4,13 +4,17 @@ STORES; a new store (PostgreSQL) adds itself there and gets every test."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
+import attrs
 import pytest
 
 from rpopcore.model import (
     Directory,
     Domain,
     ModuleSettings,
+    PendingCopy,
     PollStatus,
     RecordKind,
     RemoteRecord,
@@ -30,8 +34,13 @@ STORES = ["sqlite"]
 
 
 @pytest.fixture(params=STORES)
-async def store(request, tmp_path):
-    factory = _store_factories()[request.param]
+def store_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def store(store_name, tmp_path):
+    factory = _store_factories()[store_name]
     store = factory({}, tmp_path)
     await store.open()
     yield store
@@ -59,40 +68,78 @@ async def test_records_round_trip_exactly(store):
     assert await store.get_record(saved.id) is None
 
 
-async def test_replace_configuration_keeps_ids_and_uids_of_the_same_mailbox(store):
+MAILBOX = "a@pop.isp.test"
+
+
+async def test_replace_configuration_keeps_ids_of_the_same_mailbox_whatever_else_changes(store):
     settings = ModuleSettings(processors=3, activity_schedule=("Mon-Fri 08:00-18:00",))
     directory = Directory((Domain("example.test", main=True, accounts=["alice"], aliases={"al": "alice"}),))
     (first,) = await store.replace_configuration(settings, directory, [record()])
-    await store.remember_uids(first.id, ["u1"])
+    assert first.mailbox == MAILBOX
+    await store.remember_uids(first.mailbox, ["u1"])
     await store.save_status(PollStatus(first.id, error="timeout", detail="slow"))
-    (again, other) = await store.replace_configuration(settings, directory, [record(leave=False), record("b")])
-    assert again.id == first.id and again.leave is False and other.id != first.id
-    assert await store.seen_uids(first.id) == {"u1"}
+    # The same mailbox over pop3s on another port, with another owner: the same record.
+    moved = attrs.evolve(record(leave=False, owner="bob@example.test"), host="POP.isp.test:995", tls=True)
+    (again, other) = await store.replace_configuration(settings, directory, [moved, record("b")])
+    assert again.id == first.id and again.leave is False and again.tls and other.id != first.id
+    assert await store.seen_uids(MAILBOX) == {"u1"}
+    assert (await store.load_status(first.id)).error == "timeout"
     assert await store.load_settings() == settings
     assert await store.load_directory() == directory
-    (only_b,) = await store.replace_configuration(settings, directory, [record("b")])
-    assert only_b.id == other.id
-    assert await store.seen_uids(first.id) == set()
+
+
+async def test_a_removed_mailbox_keeps_its_uids_so_adding_it_back_retrieves_nothing_twice(store):
+    (first,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
+    await store.remember_uids(first.mailbox, ["u1", "u2"])
+    (only_b,) = await store.replace_configuration(ModuleSettings(), Directory(), [record("b")])
     assert first.id not in await store.load_statuses()
+    assert [r.mailbox for r in await store.list_records()] == [only_b.mailbox]
+    assert await store.seen_uids(MAILBOX) == {"u1", "u2"}
+    await store.delete_record(only_b.id)
+    (back,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
+    assert await store.seen_uids(back.mailbox) == {"u1", "u2"}
 
 
 async def test_uids_are_remembered_and_forgotten_when_gone_from_the_server(store):
-    (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
-    await store.remember_uids(r.id, ["a", "b"])
-    await store.remember_uids(r.id, ["c", "a"])  # remembering twice is harmless
-    await store.remember_recipient(r.id, "c", "alice@example.test")
-    assert await store.forget_uids_except(r.id, {"b", "z"}) == 2
-    assert await store.seen_uids(r.id) == {"b"}
-    assert await store.delivered_recipients(r.id, "c") == set()
+    await store.remember_uids(MAILBOX, ["a", "b"])
+    await store.remember_uids(MAILBOX, ["c", "a"])  # remembering twice is harmless
+    await store.remember_recipients(MAILBOX, "d", ["alice@example.test"])
+    assert await store.forget_uids_except(MAILBOX, {"b", "z"}) == 2
+    assert await store.seen_uids(MAILBOX) == {"b"}
+    assert await store.recipient_progress(MAILBOX) == {}
+    assert await store.seen_uids("other@pop.isp.test") == set()
 
 
-async def test_per_recipient_progress(store):
-    (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
-    await store.remember_recipient(r.id, "u", "alice@example.test")
-    await store.remember_recipient(r.id, "u", "bob@example.test")
-    assert await store.delivered_recipients(r.id, "u") == {"alice@example.test", "bob@example.test"}
-    await store.forget_recipients(r.id, "u")
-    assert await store.delivered_recipients(r.id, "u") == set()
+async def test_per_recipient_progress_goes_once_the_message_is_complete(store):
+    await store.remember_recipients(MAILBOX, "u", ["alice@example.test"])
+    await store.remember_recipients(MAILBOX, "u", ["bob@example.test", "alice@example.test"])
+    assert await store.recipient_progress(MAILBOX) == {"u": {"alice@example.test", "bob@example.test"}}
+    await store.remember_uids(MAILBOX, ["u"])
+    assert await store.recipient_progress(MAILBOX) == {}
+    assert await store.seen_uids(MAILBOX) == {"u"}
+
+
+async def test_the_journal_settles_visible_copies_into_uids_or_progress_and_drops_the_rest(store):
+    whole = [PendingCopy("u1", "alice@example.test", "t1")]
+    partial = [PendingCopy("u2", "alice@example.test", "t2", completes=False)]
+    split = [PendingCopy("u3", "alice@example.test", "t3"), PendingCopy("u3", "bob@example.test", "t4")]
+    lost = [PendingCopy("u4", "alice@example.test", "t5")]
+    await store.journal_copies(MAILBOX, whole + partial)
+    await store.journal_copies(MAILBOX, split + lost)
+    assert set(await store.pending_copies(MAILBOX)) == {*whole, *partial, *split, *lost}
+    assert await store.pending_copies("other@pop.isp.test") == []
+    await store.settle_copies(MAILBOX, visible=whole + partial + split[:1], abandoned=split[1:] + lost)
+    assert await store.pending_copies(MAILBOX) == []
+    assert await store.seen_uids(MAILBOX) == {"u1"}
+    assert await store.recipient_progress(MAILBOX) == {"u2": {"alice@example.test"}, "u3": {"alice@example.test"}}
+
+
+async def test_remembering_a_uid_or_its_recipients_clears_their_journal_entries(store):
+    await store.journal_copies(MAILBOX, [PendingCopy("u1", "a@x", "t1"), PendingCopy("u2", "a@x", "t2"),
+                                         PendingCopy("u2", "b@x", "t3")])
+    await store.remember_uids(MAILBOX, ["u1"])
+    await store.remember_recipients(MAILBOX, "u2", ["a@x"])
+    assert await store.pending_copies(MAILBOX) == [PendingCopy("u2", "b@x", "t3")]
 
 
 async def test_statuses(store):
@@ -112,5 +159,38 @@ async def test_leases_let_one_holder_poll_a_record_at_a_time(store):
     await store.release_lease(r.id, "worker-b")  # not the holder: no effect
     assert not await store.acquire_lease(r.id, "worker-b", 60)
     await store.release_lease(r.id, "worker-a")
-    assert await store.acquire_lease(r.id, "worker-b", 0)
-    assert await store.acquire_lease(r.id, "worker-a", 60), "an expired lease can be taken over"
+    assert await store.acquire_lease(r.id, "worker-b", 60)
+
+
+LEASE_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from rpopcore.plugins import plugin_manager
+
+async def hold():
+    factories = {{}}
+    for contributed in plugin_manager().hook.rpop_state_stores():
+        factories.update(contributed)
+    store = factories[{name!r}]({{}}, Path({folder!r}))
+    await store.open()
+    assert await store.acquire_lease({record_id}, "killed-worker", 600)
+    print("held", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(hold())
+"""
+
+
+async def test_a_lease_whose_holder_was_killed_is_free_at_once(store, store_name, tmp_path):
+    (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LEASE_HOLDER.format(name=store_name, folder=str(tmp_path), record_id=r.id)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not await store.acquire_lease(r.id, "this-worker", 600), "another process holds it"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert await store.acquire_lease(r.id, "this-worker", 600), "the killed process's lease ended with it"

@@ -32,7 +32,7 @@ async def test_userpass_leave_on_then_uid_forgetting(dovecot_factory, tmp_path):
     assert dovecot.count("alice") == 3
     assert (await poll(site)).retrieved == 0
     (record,) = await site.store.list_records()
-    assert len(await site.store.seen_uids(record.id)) == 3
+    assert len(await site.store.seen_uids(record.mailbox)) == 3
 
     # A message deleted on the server by someone else: its UID is forgotten;
     # a new one arrives and is retrieved alone.
@@ -40,7 +40,7 @@ async def test_userpass_leave_on_then_uid_forgetting(dovecot_factory, tmp_path):
     dovecot.put("alice", mail(9))
     result = await poll(site)
     assert (result.retrieved, result.error) == (1, None)
-    assert len(await site.store.seen_uids(record.id)) == 3
+    assert len(await site.store.seen_uids(record.mailbox)) == 3
     assert subjects(tmp_path) == [b"dovecot 0", b"dovecot 1", b"dovecot 2", b"dovecot 9"]
     copy = next(m for m in delivered(tmp_path) if b"Subject: dovecot 0\n" in m)
     assert copy.startswith(b"Return-Path: <sender0@isp.test>\nDelivered-To: alice@example.test\nFrom: sender0@isp.test\n")

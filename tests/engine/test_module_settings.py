@@ -17,9 +17,9 @@ def many_accounts(n: int) -> str:
 
 
 async def test_processors_bound_concurrent_sessions_and_every_record_is_polled(pop3_server, tmp_path, monkeypatch):
-    server = await pop3_server([Message("m", b"Subject: m\r\n\r\nx\r\n")], lock=False,
+    server = await pop3_server([Message("m", b"Subject: m\r\n\r\nx\r\n")], lock=False, user=None,
                                faults=Faults(response_delay=0.02))
-    records = "".join(remote(server.host, server.port, owner=f"u{i}@example.test") for i in range(50))
+    records = "".join(remote(server.host, server.port, owner=f"u{i}@example.test", account=f"u{i}") for i in range(50))
     monkeypatch.setattr("tests.sites.DOMAIN", many_accounts(50))
     site = await open_site(tmp_path, records, "allow_self_poll = true\nprocessors = 4\n")
     results = await site.poll_once()
@@ -32,8 +32,8 @@ async def test_processors_bound_concurrent_sessions_and_every_record_is_polled(p
 async def test_the_daemon_respects_processors_too(pop3_server, tmp_path, monkeypatch):
     from rpopcore.scheduler import Daemon
 
-    server = await pop3_server([], lock=False, faults=Faults(response_delay=0.02))
-    records = "".join(remote(server.host, server.port, owner=f"u{i}@example.test") for i in range(30))
+    server = await pop3_server([], lock=False, user=None, faults=Faults(response_delay=0.02))
+    records = "".join(remote(server.host, server.port, owner=f"u{i}@example.test", account=f"u{i}") for i in range(30))
     monkeypatch.setattr("tests.sites.DOMAIN", many_accounts(30))
     monkeypatch.setattr("rpopcore.schedule.START_SPREAD", 0.5)
     site = await open_site(tmp_path, records, "allow_self_poll = true\nprocessors = 3\n")

@@ -77,10 +77,10 @@ async def test_uids_that_left_the_server_are_forgotten(pop3_server, tmp_path):
     site = await open_site(tmp_path, remote(server.host, server.port, leave=True))
     await poll(site)
     (record,) = await site.store.list_records()
-    assert await site.store.seen_uids(record.id) == {"a", "b"}
+    assert await site.store.seen_uids(record.mailbox) == {"a", "b"}
     server.mailbox.pop(0)
     await poll(site)
-    assert await site.store.seen_uids(record.id) == {"b"}
+    assert await site.store.seen_uids(record.mailbox) == {"b"}
     await site.close()
 
 
@@ -359,10 +359,11 @@ async def test_a_record_another_process_is_polling_is_not_polled_twice(pop3_serv
 
 
 async def test_password_from_the_environment_or_a_file_is_read_at_poll_time(pop3_server, tmp_path, monkeypatch):
-    server = await pop3_server([msg("a"), msg("b")], password="from-elsewhere")
+    server = await pop3_server([msg("a"), msg("b")], password="from-elsewhere", user=None, lock=False)
     (tmp_path / "secret.txt").write_text("from-elsewhere\n")
     records = (remote(server.host, server.port, password_env="ALICE_POP_PASSWORD").replace('password = "pass"\n', "")
-               + remote(server.host, server.port, owner="bob@example.test", password_file="secret.txt", leave=True)
+               + remote(server.host, server.port, owner="bob@example.test", account="bob", password_file="secret.txt",
+                      leave=True)
                .replace('password = "pass"\n', ""))
     monkeypatch.delenv("ALICE_POP_PASSWORD", raising=False)
     site = await open_site(tmp_path, records)

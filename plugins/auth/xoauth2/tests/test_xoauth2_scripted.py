@@ -161,18 +161,20 @@ async def test_xoauth2_is_offered_only_with_an_oauth2_table_and_when_the_server_
     refresh_token = provider.add_account("alice")
     without_sasl = ["TOP", "UIDL", "USER", "RESP-CODES"]
     offering = await pop3_server([msg("a")], sasl={"XOAUTH2": XOAuth2Handler(provider)})
-    not_offering = await pop3_server([msg("b")], sasl={"XOAUTH2": XOAuth2Handler(provider)}, capabilities=without_sasl)
+    # Another mailbox on the same host (one mailbox is one record): user bob.
+    not_offering = await pop3_server([msg("b")], sasl={"XOAUTH2": XOAuth2Handler(provider)}, capabilities=without_sasl,
+                                     user="bob")
     declaration = (
         # no oauth2 table: USER/PASS although the server offers XOAUTH2
         remote(offering.host, offering.port)
         # an oauth2 table, but the server does not list XOAUTH2: USER/PASS
-        + record(not_offering, provider, refresh_token, auth="auto", account="user", owner="bob@example.test")
+        + record(not_offering, provider, refresh_token, auth="auto", account="bob", owner="bob@example.test")
     )
     site = await open_site(tmp_path, declaration)
     results = await site.poll_once()
     assert [r.error for r in results] == [None, None]
     assert offering.sessions[-1].commands[1:3] == ["USER user", "PASS pass"]
-    assert not_offering.sessions[-1].commands[1:3] == ["USER user", "PASS pass"]
+    assert not_offering.sessions[-1].commands[1:3] == ["USER bob", "PASS pass"]
     assert provider.grants == []
     await site.close()
 

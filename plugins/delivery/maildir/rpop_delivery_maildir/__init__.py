@@ -1,14 +1,22 @@
 """Delivery into Maildir folders: ``<root>/<domain>/<localpart>/{tmp,new,cur}``.
 
-Each copy is written under ``tmp/``, fsync'd, renamed into ``new/`` and the
-``new/`` directory fsync'd: at most one fsync pair per delivered file, after
-which the copy survives a crash and the message may leave the server.
-Deliveries run in worker threads, several at once; renames into one folder
-that happen while its directory is being fsync'd share the next fsync
-(group commit), so a busy folder costs fewer than one directory fsync per
-file.  File names
-follow the Maildir convention (time, microseconds, pid, a counter, the host
-name) plus ``,S=<size>``, which Dovecot and others use to skip a stat.
+Exactly once, through staging (see :class:`rpopcore.delivery.StagingAgent`):
+:meth:`MaildirAgent.stage` writes each copy under ``tmp/`` and fsyncs it;
+the core journals the copy's final name in the state store;
+:meth:`MaildirAgent.commit` renames it into ``new/`` and fsyncs ``new/``,
+after which the copy survives a crash and the message may leave the server.
+A kill between any two of these steps leaves either a ``tmp/`` file (never
+visible: :meth:`MaildirAgent.recover` removes it and the message is
+retrieved again) or a visible copy the journal names (remembered, not
+retrieved again).  Files left in ``tmp/`` by anything else are removed after
+36 hours, as the Maildir convention says.
+
+Jobs run in worker threads, several at once; renames into one folder that
+happen while its directory is being fsync'd share the next fsync (group
+commit), so a busy folder costs fewer than one directory fsync per file.
+File names follow the Maildir convention (time, microseconds, pid, a
+counter, the host name) plus ``,S=<size>``, which Dovecot and others use to
+skip a stat.
 
 Site file::
 
@@ -31,11 +39,19 @@ from pathlib import Path
 from rpopcore import errors
 from rpopcore.config.schema import Key, read_table, string
 from rpopcore.hookspecs import hookimpl
+from rpopcore.delivery import StagedCopy
 from rpopcore.message import trace_fields
 from rpopcore.model import Outcome, RecipientOutcome
 
 _counter = itertools.count(1)
-_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+# The Maildir convention's escapes: a file name's host part holds no "/",
+# ":" or "," (the last also separates our ",S=" field).
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+#: A file left in ``tmp/`` this long belongs to a delivery that was killed
+#: (the Maildir convention's 36 hours); it is removed.
+STALE_TMP_SECONDS = 36 * 3600
+#: How often a long-running agent sweeps a folder's ``tmp/`` again.
+SWEEP_EVERY = 3600
 
 
 
@@ -79,7 +95,8 @@ HAND_OVER = BATCH // WORKERS
 class MaildirAgent:
     def __init__(self, root: Path):
         self.root = root
-        self._ready: set[str] = set()
+        # Folder -> when its tmp/ is due for another sweep of stale files.
+        self._ready: dict[str, float] = {}
         self._syncs: dict[str, _DirectorySync] = {}
         self._syncs_lock = threading.Lock()
         # Jobs asked for in the current turn of each event loop.
@@ -98,13 +115,38 @@ class MaildirAgent:
                 sync = self._syncs[path] = _DirectorySync(path)
             return sync
 
+    # --- the agent's operations: each becomes a job for the workers --------
+
     async def deliver(self, message, envelope, recipients):
+        """Stage and commit at once (no journal between): for callers that
+        need no exactly-once guarantee."""
+        copies, failures = await self.stage(message, envelope, recipients)
+        delivered = await self.commit(copies) if copies else []
+        by_address = {o.recipient.address: o for o in [*failures, *delivered]}
+        return [by_address[r.address] for r in recipients]
+
+    async def stage(self, message, envelope, recipients):
+        """Write each copy under ``tmp/`` and fsync it; nothing is visible yet."""
+        return await self._submit(self._stage_all, (message, envelope, recipients))
+
+    async def commit(self, copies):
+        """Rename each staged copy into ``new/``; durable once its folder is
+        fsync'd (one fsync per folder per batch)."""
+        return await self._submit(self._commit_all, copies)
+
+    async def discard(self, copies):
+        await self._submit(self._discard_all, copies)
+
+    async def recover(self, tokens):
+        return await self._submit(self._recover_all, tokens)
+
+    async def _submit(self, operation, argument):
         # File writes and fsync block: worker threads do them while the event
         # loop (and other records' sessions) moves on.  A job carries its
         # loop, so one agent serves polls on any loop.  Pipelined messages
-        # arrive many to a network read, so their deliveries start in the
-        # same turn of the loop: they go to the workers together at the end
-        # of it, one wake-up of a worker for the lot instead of one each.
+        # arrive many to a network read, so their jobs start in the same turn
+        # of the loop: they go to the workers together at the end of it, one
+        # wake-up of a worker for the lot instead of one each.
         if self._closed:
             raise RuntimeError("the Maildir agent is closed")
         loop = asyncio.get_running_loop()
@@ -113,7 +155,7 @@ class MaildirAgent:
         if gathering is None:
             gathering = self._gathering[loop] = []
             loop.call_soon(self._hand_over, loop)
-        gathering.append((loop, future, message, envelope, recipients))
+        gathering.append((loop, future, operation, argument))
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -158,21 +200,15 @@ class MaildirAgent:
                 return
 
     def _run_batch(self, batch) -> None:
-        """Write every copy of the batch, make their folders durable (one
-        directory fsync per folder), then settle the whole batch at once."""
+        """Run every job of the batch, make the folders they renamed into
+        durable (one directory fsync per folder), then settle the whole
+        batch at once."""
         results = []
         durable: dict[_DirectorySync, int] = {}
-        for loop, future, message, envelope, recipients in batch:
+        for loop, future, operation, argument in batch:
             try:
-                outcomes = []
-                for recipient in recipients:
-                    outcome, pending = self._deliver_one(message, envelope, recipient)
-                    outcomes.append(outcome)
-                    if pending is not None:
-                        sync, ticket = pending
-                        durable[sync] = max(ticket, durable.get(sync, 0))
-                results.append((loop, future, outcomes, None))
-            except Exception as exc:  # a bug: fail that delivery, not the worker
+                results.append((loop, future, operation(argument, durable), None))
+            except Exception as exc:  # a bug: fail that job, not the worker
                 results.append((loop, future, None, exc))
         failed_dirs: dict[_DirectorySync, OSError] = {}
         for sync, ticket in durable.items():
@@ -191,27 +227,77 @@ class MaildirAgent:
             except RuntimeError:
                 pass  # that loop has closed: nobody waits for these any more
 
-    def _deliver_one(self, message, envelope, recipient):
-        """Write one copy; (outcome, (folder sync, ticket) still to make
-        durable, or None)."""
+    # --- what the workers do ------------------------------------------------
+
+    def _stage_all(self, job, _durable) -> tuple[list[StagedCopy], list[RecipientOutcome]]:
+        message, envelope, recipients = job
+        copies, failures = [], []
+        for recipient in recipients:
+            staged = self._stage_one(message, envelope, recipient)
+            (copies if isinstance(staged, StagedCopy) else failures).append(staged)
+        return copies, failures
+
+    def _stage_one(self, message, envelope, recipient) -> StagedCopy | RecipientOutcome:
         localpart, _, domain = recipient.address.rpartition("@")
         if not _safe(localpart) or not _safe(domain):
-            return RecipientOutcome(recipient, Outcome.PERMANENT, f"{recipient.address!r} cannot name a Maildir folder"), None
+            return RecipientOutcome(recipient, Outcome.PERMANENT, f"{recipient.address!r} cannot name a Maildir folder")
         # Plain strings, not Path objects: this runs once per copy.
         folder = f"{self.root}/{domain.lower()}/{localpart.lower()}"
         try:
-            path, sync, ticket = self._write(folder, message, envelope.remove_fields,
-                                             trace_fields(envelope.sender, recipient.address))
+            self._prepare(folder)
+            return StagedCopy(recipient, self._write_tmp(folder, message, envelope.remove_fields,
+                                                         trace_fields(envelope.sender, recipient.address)))
         except OSError as exc:
             # Disk full, permissions, a read-only mount, a folder removed:
             # all things an administrator can fix, so the message waits on
             # the server (and the folder is checked afresh next time).
-            self._ready.discard(folder)
-            return RecipientOutcome(recipient, Outcome.TEMPORARY, f"cannot write to {folder}: {exc.strerror or exc}"), None
-        return RecipientOutcome(recipient, Outcome.DELIVERED, path), (sync, ticket)
+            self._ready.pop(folder, None)
+            return RecipientOutcome(recipient, Outcome.TEMPORARY, f"cannot write to {folder}: {exc.strerror or exc}")
+
+    def _write_tmp(self, folder: str, message, remove, trace) -> str:
+        """Write and fsync ``tmp/<base>``; returns the token: the path the
+        copy will have in ``new/``."""
+        now = time.time()
+        base = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}.{_HOST}"
+        tmp = f"{folder}/tmp/{base}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                size = message.write_to(fd, remove, trace)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return f"{folder}/new/{base},S={size}"
+
+    def _commit_all(self, copies, durable) -> list[RecipientOutcome]:
+        outcomes = []
+        for copy in copies:
+            final = copy.token
+            try:
+                os.rename(_tmp_path(final), final)
+            except OSError as exc:
+                outcomes.append(RecipientOutcome(copy.recipient, Outcome.TEMPORARY,
+                                                 f"cannot move into {os.path.dirname(final)}: {exc.strerror or exc}"))
+                continue
+            sync = self._sync_for(os.path.dirname(final))
+            durable[sync] = max(sync.after_rename(), durable.get(sync, 0))
+            outcomes.append(RecipientOutcome(copy.recipient, Outcome.DELIVERED, final))
+        return outcomes
+
+    def _discard_all(self, copies, _durable) -> None:
+        for copy in copies:
+            _unlink(_tmp_path(copy.token))
+
+    def _recover_all(self, tokens, _durable) -> list[bool]:
+        listings: dict[str, set[str]] = {}
+        return [_visible(token, listings) for token in tokens]
 
     def _prepare(self, folder: str) -> None:
-        if folder in self._ready:
+        now = time.time()
+        if self._ready.get(folder, 0) > now:
             return
         created = []
         for sub in ("tmp", "new", "cur"):
@@ -223,31 +309,9 @@ class MaildirAgent:
             # New directory entries must be durable too, up to the root.
             for path in {Path(folder), Path(folder).parent, self.root}:
                 _fsync_dir(path)
-        self._ready.add(folder)
-
-    def _write(self, folder: str, message, remove, trace) -> tuple[str, _DirectorySync, int]:
-        self._prepare(folder)
-        now = time.time()
-        base = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}.{_HOST}"
-        tmp = f"{folder}/tmp/{base}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                size = message.write_to(fd, remove, trace)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            final = f"{folder}/new/{base},S={size}"
-            os.rename(tmp, final)
-            sync = self._sync_for(f"{folder}/new")
-            ticket = sync.after_rename()
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return final, sync, ticket
+        else:
+            _remove_stale(f"{folder}/tmp", now - STALE_TMP_SECONDS)
+        self._ready[folder] = now + SWEEP_EVERY
 
     async def close(self) -> None:
         with self._lock:
@@ -256,22 +320,23 @@ class MaildirAgent:
 
 
 def _settle(results) -> None:
-    """On the waiting loop: hand each delivery its outcomes."""
-    for _loop, future, outcomes, error in results:
+    """On the waiting loop: hand each job its result."""
+    for _loop, future, result, error in results:
         if future.done():  # the waiting poll was cancelled
             continue
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(outcomes)
+            future.set_result(result)
 
 
 def _undo_undurable(result, failed_dirs):
     """A folder whose fsync failed holds copies that may not survive a crash:
     those recipients are temporary failures (the message stays on the
-    server); a second copy after a crash is better than none."""
+    server); a second copy after a crash is better than none.  Only commit
+    jobs deliver, so only their outcomes can need it."""
     loop, future, outcomes, error = result
-    if outcomes is None:
+    if not isinstance(outcomes, list) or not all(isinstance(o, RecipientOutcome) for o in outcomes):
         return result
     fixed = []
     for outcome in outcomes:
@@ -284,6 +349,57 @@ def _undo_undurable(result, failed_dirs):
                                        f"cannot make {folder} durable: {broken.strerror or broken}")
         fixed.append(outcome)
     return loop, future, fixed, error
+
+
+def _tmp_path(token: str) -> str:
+    """Where a staged copy waits: ``<folder>/tmp/<base>`` for the token
+    ``<folder>/new/<base>,S=<size>``."""
+    folder, _, name = token.rpartition("/new/")
+    return f"{folder}/tmp/{name.partition(',')[0]}"
+
+
+def _visible(token: str, listings: dict[str, set[str]]) -> bool:
+    """Whether a journaled copy reached the mailbox.  Its ``tmp/`` file still
+    there: the rename never happened (the file is removed).  Otherwise it is
+    in ``new/``, or in ``cur/`` under the same base name once a mail reader
+    has seen it.  Neither: it cannot be told (a sweep removed an old staged
+    file, or the user already deleted the message), and False is the
+    answer that cannot lose mail."""
+    tmp = _tmp_path(token)
+    if os.path.exists(tmp):
+        _unlink(tmp)
+        return False
+    if os.path.exists(token):
+        return True
+    folder, _, name = token.rpartition("/new/")
+    base = name.partition(",")[0]
+    cur = f"{folder}/cur"
+    if cur not in listings:
+        try:
+            listings[cur] = {entry.split(":", 1)[0].split(",", 1)[0] for entry in os.listdir(cur)}
+        except OSError:
+            listings[cur] = set()
+    return base in listings[cur]
+
+
+def _remove_stale(tmp_dir: str, older_than: float) -> None:
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < older_than:
+                os.unlink(entry.path)
+        except OSError:
+            pass  # gone already, or not ours to remove: the next sweep looks again
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _safe(part: str) -> bool:

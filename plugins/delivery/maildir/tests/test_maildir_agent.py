@@ -93,3 +93,50 @@ def test_group_commit_one_directory_fsync_covers_every_rename_before_it(tmp_path
     later = sync.after_rename()
     sync.make_durable(later)  # a rename after the fsync began needs a new one
     assert synced == [tmp_path, tmp_path]
+
+
+async def test_a_staged_copy_is_invisible_until_committed(tmp_path):
+    agent = maildir.make_agent({"root": "mail"}, tmp_path)
+    alice = ENVELOPE.recipients[0]
+    copies, failures = await agent.stage(message(b"Subject: s\n\nx\n"), ENVELOPE, [alice])
+    folder = tmp_path / "mail" / "example.test" / "alice"
+    assert failures == [] and len(list((folder / "tmp").iterdir())) == 1 and list((folder / "new").iterdir()) == []
+    (outcome,) = await agent.commit(copies)
+    assert outcome.outcome is Outcome.DELIVERED and Path(outcome.detail) == folder / "new" / Path(copies[0].token).name
+    assert list((folder / "tmp").iterdir()) == []
+    await agent.close()
+
+
+async def test_recovery_tells_committed_copies_from_ones_that_never_became_visible(tmp_path):
+    """What the journal relies on after a kill: a copy still in tmp/ never
+    arrived (and is removed); one in new/, or moved to cur/ by a mail reader,
+    did."""
+    agent = maildir.make_agent({"root": "mail"}, tmp_path)
+    alice = ENVELOPE.recipients[0]
+    staged = [(await agent.stage(message(f"Subject: {i}\n\nx\n".encode()), ENVELOPE, [alice]))[0][0] for i in range(4)]
+    await agent.commit(staged[1:])
+    new = Path(staged[2].token)
+    new.rename(new.parent.parent / "cur" / f"{new.name}:2,S")  # read by a mail reader
+    Path(staged[3].token).unlink()  # read and deleted: cannot be told; retrieving again loses nothing
+    assert await agent.recover([c.token for c in staged]) == [False, True, True, False]
+    folder = tmp_path / "mail" / "example.test" / "alice"
+    assert list((folder / "tmp").iterdir()) == []
+    await agent.close()
+
+
+async def test_files_a_killed_delivery_left_in_tmp_are_removed_after_36_hours(tmp_path):
+    import os
+    import time
+
+    folder = tmp_path / "mail" / "example.test" / "alice"
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True)
+    stale, fresh = folder / "tmp" / "1.M1P1Q1.old", folder / "tmp" / "2.M2P2Q2.recent"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 37 * 3600
+    os.utime(stale, (old, old))
+    agent = maildir.make_agent({"root": "mail"}, tmp_path)
+    await agent.deliver(message(b"Subject: s\n\nx\n"), ENVELOPE, [ENVELOPE.recipients[0]])
+    assert {p.name for p in (folder / "tmp").iterdir()} == {fresh.name}
+    await agent.close()

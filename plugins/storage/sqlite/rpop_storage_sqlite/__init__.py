@@ -1,12 +1,20 @@
 """The embedded state store: one SQLite file.
 
 WAL mode with ``synchronous = NORMAL``: a commit survives a crash of rpop at
-once and a power loss once the WAL is checkpointed.  The worst a power loss
-can do is forget that a message was delivered, which makes it arrive twice,
-never be lost (deliveries themselves are fsync'd).
+once and a power loss once the WAL is checkpointed.  The delivery journal is
+the exception: its transactions are written with ``synchronous = FULL``, so a
+journal entry is on disk before the copy it announces becomes visible, and a
+power loss cannot make a message arrive twice either.
 
 Calls are quick local operations, so they run on the event loop's thread;
-``busy_timeout`` lets ``rpop apply`` and a running daemon share the file.
+``busy_timeout`` lets ``rpop apply``, ``rpop poll`` and a running daemon share
+the file.  A driver error (a full disk, an I/O error) becomes
+:class:`rpopcore.errors.StateFailed` naming the file.
+
+Leases are byte-range locks (``lockf``) on a file beside the database,
+``<path>-leases``, one byte per record id: the kernel releases them the
+instant their process dies, so a poll killed with SIGKILL never blocks the
+next one.
 
 Site file::
 
@@ -18,8 +26,12 @@ Site file::
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import functools
 import json
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,32 +41,41 @@ import attrs
 from rpopcore import codec, errors
 from rpopcore.config.schema import Key, non_empty_string, read_table
 from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Directory, ModuleSettings, PollStatus, RemoteRecord
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
+from rpopcore.state import REMOVED_MAILBOX_RETENTION
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    natural_key TEXT NOT NULL UNIQUE,
+    mailbox TEXT NOT NULL,
     data TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS records_by_mailbox ON records (mailbox);
 CREATE TABLE IF NOT EXISTS seen_uids (
-    record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+    mailbox TEXT NOT NULL,
     uid TEXT NOT NULL,
-    PRIMARY KEY (record_id, uid)
+    PRIMARY KEY (mailbox, uid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recipients_done (
-    record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+    mailbox TEXT NOT NULL,
     uid TEXT NOT NULL,
     recipient TEXT NOT NULL,
-    PRIMARY KEY (record_id, uid, recipient)
+    PRIMARY KEY (mailbox, uid, recipient)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (
-    record_id INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
-    holder TEXT NOT NULL,
-    until REAL NOT NULL
+CREATE TABLE IF NOT EXISTS journal (
+    mailbox TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    token TEXT NOT NULL,
+    completes INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, uid, recipient)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS removed_mailboxes (
+    mailbox TEXT PRIMARY KEY,
+    removed_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS status (
     record_id INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
@@ -65,11 +86,37 @@ CREATE TABLE IF NOT EXISTS status (
 );
 """
 
+#: Schema 1 kept UIDs per record id and leases in a table; schema 2 keeps
+#: them per mailbox identity (computed from each record's data) and leases
+#: as locks.
+MIGRATE_1_TO_2 = """
+ALTER TABLE records RENAME TO records_v1;
+ALTER TABLE seen_uids RENAME TO seen_uids_v1;
+ALTER TABLE recipients_done RENAME TO recipients_done_v1;
+ALTER TABLE status RENAME TO status_v1;
+DROP TABLE IF EXISTS leases;
+"""
+
+
+def _failing_as_state_error(method):
+    """A driver error in a store call becomes StateFailed naming the file: the
+    poll ends with ``state-failed`` and one line, never a traceback."""
+
+    @functools.wraps(method)
+    async def call(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise errors.StateFailed(f"{self.path}: cannot use the state database: {exc}") from None
+
+    return call
+
 
 class SqliteStore:
     def __init__(self, path: Path):
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._leases: _LeaseLocks | None = None
 
     async def open(self) -> None:
         try:
@@ -79,9 +126,11 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        except sqlite3.Error as exc:
+            with _transaction(db):
+                _create_or_upgrade(db, self.path)
+                _purge_removed_mailboxes(db, time.time())
+            self._leases = _LeaseLocks.open(Path(f"{self.path}-leases"))
+        except (sqlite3.Error, OSError) as exc:
             raise errors.ConfigError(f"{self.path}: cannot open the state database ({exc})") from None
         self._db = db
 
@@ -89,6 +138,9 @@ class SqliteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._leases is not None:
+            self._leases.close()
+            self._leases = None
 
     # --- configuration ----------------------------------------------------
 
@@ -99,114 +151,314 @@ class SqliteStore:
     def _set_meta(self, key: str, value: dict) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
 
+    @_failing_as_state_error
     async def load_settings(self) -> ModuleSettings:
         data = self._meta("settings")
         return codec.settings_from_dict(data) if data else ModuleSettings()
 
+    @_failing_as_state_error
     async def load_directory(self) -> Directory:
         data = self._meta("directory")
         return codec.directory_from_dict(data) if data else Directory()
 
+    @_failing_as_state_error
     async def list_records(self) -> list[RemoteRecord]:
         rows = self._db.execute("SELECT id, data FROM records ORDER BY id").fetchall()
         return [codec.record_from_dict(json.loads(data), rid) for rid, data in rows]
 
+    @_failing_as_state_error
     async def get_record(self, record_id: int) -> RemoteRecord | None:
         row = self._db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
         return codec.record_from_dict(json.loads(row[0]), record_id) if row else None
 
+    @_failing_as_state_error
     async def save_record(self, record: RemoteRecord) -> RemoteRecord:
         with _transaction(self._db):
-            return self._save_record(record)
+            saved = self._save_record(record)
+            self._note_removed_mailboxes()
+            return saved
 
     def _save_record(self, record: RemoteRecord) -> RemoteRecord:
-        key = json.dumps(record.mailbox)
         data = json.dumps(codec.record_to_dict(record), sort_keys=True)
         if record.id is None:
-            cursor = self._db.execute("INSERT INTO records (natural_key, data) VALUES (?, ?)", (key, data))
+            cursor = self._db.execute("INSERT INTO records (mailbox, data) VALUES (?, ?)", (record.mailbox, data))
             return codec.record_from_dict(json.loads(data), cursor.lastrowid)
-        self._db.execute("UPDATE records SET natural_key = ?, data = ? WHERE id = ?", (key, data, record.id))
+        self._db.execute("UPDATE records SET mailbox = ?, data = ? WHERE id = ?", (record.mailbox, data, record.id))
         return record
 
+    def _note_removed_mailboxes(self) -> None:
+        """Mailboxes no record uses any more start their retention time; a
+        mailbox in use again stops it."""
+        self._db.execute("DELETE FROM removed_mailboxes WHERE mailbox IN (SELECT mailbox FROM records)")
+        self._db.execute(
+            "INSERT OR IGNORE INTO removed_mailboxes "
+            "SELECT mailbox, ? FROM (SELECT mailbox FROM seen_uids UNION SELECT mailbox FROM journal "
+            "UNION SELECT mailbox FROM recipients_done) WHERE mailbox NOT IN (SELECT mailbox FROM records)",
+            (time.time(),),
+        )
+
+    @_failing_as_state_error
     async def delete_record(self, record_id: int) -> None:
         with _transaction(self._db):
             self._db.execute("DELETE FROM records WHERE id = ?", (record_id,))
+            self._note_removed_mailboxes()
 
+    @_failing_as_state_error
     async def replace_configuration(
         self, settings: ModuleSettings, directory: Directory, records: Sequence[RemoteRecord]
     ) -> list[RemoteRecord]:
         with _transaction(self._db):
             self._set_meta("settings", codec.settings_to_dict(settings))
             self._set_meta("directory", codec.directory_to_dict(directory))
-            existing = {
-                json.loads(key): rid for rid, key in self._db.execute("SELECT id, natural_key FROM records")
-            }
-            kept = []
-            for record in records:
-                rid = existing.pop(record.mailbox, None)
-                kept.append(self._save_record(_with_id(record, rid)))
-            for rid in existing.values():
-                self._db.execute("DELETE FROM records WHERE id = ?", (rid,))
+            existing: dict[str, int] = {}
+            for rid, mailbox in self._db.execute("SELECT id, mailbox FROM records ORDER BY id"):
+                existing.setdefault(mailbox, rid)
+            kept = [self._save_record(attrs.evolve(record, id=existing.pop(record.mailbox, None))) for record in records]
+            kept_ids = {record.id for record in kept}
+            self._db.executemany(
+                "DELETE FROM records WHERE id = ?",
+                [(rid,) for (rid,) in self._db.execute("SELECT id FROM records").fetchall() if rid not in kept_ids],
+            )
+            self._note_removed_mailboxes()
         return kept
 
     # --- retrieval state --------------------------------------------------
 
-    async def seen_uids(self, record_id: int) -> set[str]:
-        return {uid for (uid,) in self._db.execute("SELECT uid FROM seen_uids WHERE record_id = ?", (record_id,))}
+    @_failing_as_state_error
+    async def seen_uids(self, mailbox: str) -> set[str]:
+        return {uid for (uid,) in self._db.execute("SELECT uid FROM seen_uids WHERE mailbox = ?", (mailbox,))}
 
-    async def remember_uids(self, record_id: int, uids: Iterable[str]) -> None:
+    @_failing_as_state_error
+    async def remember_uids(self, mailbox: str, uids: Iterable[str]) -> None:
+        rows = [(mailbox, uid) for uid in uids]
         with _transaction(self._db):
-            self._db.executemany("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", [(record_id, uid) for uid in uids])
+            self._db.executemany("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", rows)
+            self._forget_progress(rows)
 
-    async def forget_uids_except(self, record_id: int, present: Iterable[str]) -> int:
+    def _forget_progress(self, rows: list[tuple[str, str]]) -> None:
+        """Journal entries and per-recipient progress of complete messages."""
+        if self._db.execute("SELECT 1 FROM journal LIMIT 1").fetchone():
+            self._db.executemany("DELETE FROM journal WHERE mailbox = ? AND uid = ?", rows)
+        if self._db.execute("SELECT 1 FROM recipients_done LIMIT 1").fetchone():
+            self._db.executemany("DELETE FROM recipients_done WHERE mailbox = ? AND uid = ?", rows)
+
+    @_failing_as_state_error
+    async def forget_uids_except(self, mailbox: str, present: Iterable[str]) -> int:
         present = set(present)
-        stale = [uid for uid in await self.seen_uids(record_id) if uid not in present]
-        if stale:
+        stale = [(mailbox, uid) for uid in await self.seen_uids(mailbox) if uid not in present]
+        stale_progress = [
+            (mailbox, uid)
+            for (uid,) in self._db.execute("SELECT DISTINCT uid FROM recipients_done WHERE mailbox = ?", (mailbox,))
+            if uid not in present
+        ]
+        if stale or stale_progress:
             with _transaction(self._db):
-                self._db.executemany(
-                    "DELETE FROM seen_uids WHERE record_id = ? AND uid = ?", [(record_id, uid) for uid in stale]
-                )
-                self._db.executemany(
-                    "DELETE FROM recipients_done WHERE record_id = ? AND uid = ?", [(record_id, uid) for uid in stale]
-                )
+                self._db.executemany("DELETE FROM seen_uids WHERE mailbox = ? AND uid = ?", stale)
+                self._db.executemany("DELETE FROM recipients_done WHERE mailbox = ? AND uid = ?", stale_progress)
         return len(stale)
 
-    async def delivered_recipients(self, record_id: int, uid: str) -> set[str]:
+    @_failing_as_state_error
+    async def recipient_progress(self, mailbox: str) -> dict[str, set[str]]:
+        progress: dict[str, set[str]] = {}
+        for uid, recipient in self._db.execute(
+            "SELECT uid, recipient FROM recipients_done WHERE mailbox = ?", (mailbox,)
+        ):
+            progress.setdefault(uid, set()).add(recipient)
+        return progress
+
+    @_failing_as_state_error
+    async def remember_recipients(self, mailbox: str, uid: str, recipients: Iterable[str]) -> None:
+        rows = [(mailbox, uid, recipient) for recipient in recipients]
+        with _transaction(self._db):
+            self._db.executemany("INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)", rows)
+            self._db.executemany("DELETE FROM journal WHERE mailbox = ? AND uid = ? AND recipient = ?", rows)
+
+    # --- the delivery journal ---------------------------------------------
+
+    @_failing_as_state_error
+    async def journal_copies(self, mailbox: str, copies: Sequence[PendingCopy]) -> None:
+        # FULL: the entry must be on disk before the copy it announces
+        # becomes visible, even if the power fails between the two.
+        self._db.execute("PRAGMA synchronous = FULL")
+        try:
+            with _transaction(self._db):
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?)",
+                    [(mailbox, c.uid, c.recipient, c.token, int(c.completes)) for c in copies],
+                )
+        finally:
+            self._db.execute("PRAGMA synchronous = NORMAL")
+
+    @_failing_as_state_error
+    async def pending_copies(self, mailbox: str) -> list[PendingCopy]:
         rows = self._db.execute(
-            "SELECT recipient FROM recipients_done WHERE record_id = ? AND uid = ?", (record_id, uid)
+            "SELECT uid, recipient, token, completes FROM journal WHERE mailbox = ? ORDER BY uid, recipient", (mailbox,)
         )
-        return {recipient for (recipient,) in rows}
+        return [PendingCopy(uid, recipient, token, bool(completes)) for uid, recipient, token, completes in rows]
 
-    async def remember_recipient(self, record_id: int, uid: str, recipient: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)", (record_id, uid, recipient))
+    @_failing_as_state_error
+    async def settle_copies(
+        self, mailbox: str, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]
+    ) -> None:
+        by_uid: dict[str, list[PendingCopy]] = {}
+        for copy in visible:
+            by_uid.setdefault(copy.uid, []).append(copy)
+        unsettled = {copy.uid for copy in abandoned}
+        with _transaction(self._db):
+            for uid, copies in by_uid.items():
+                if uid not in unsettled and all(copy.completes for copy in copies):
+                    self._db.execute("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", (mailbox, uid))
+                    self._forget_progress([(mailbox, uid)])
+                else:
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
+                        [(mailbox, uid, copy.recipient) for copy in copies],
+                    )
+            self._db.executemany(
+                "DELETE FROM journal WHERE mailbox = ? AND uid = ? AND recipient = ?",
+                [(mailbox, copy.uid, copy.recipient) for copy in [*visible, *abandoned]],
+            )
 
-    async def forget_recipients(self, record_id: int, uid: str) -> None:
-        self._db.execute("DELETE FROM recipients_done WHERE record_id = ? AND uid = ?", (record_id, uid))
+    # --- leases -------------------------------------------------------------
 
     async def acquire_lease(self, record_id: int, holder: str, seconds: int) -> bool:
-        now = time.time()
-        with _transaction(self._db):
-            row = self._db.execute("SELECT holder, until FROM leases WHERE record_id = ?", (record_id,)).fetchone()
-            if row is not None and row[0] != holder and row[1] > now:
-                return False
-            self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (record_id, holder, now + seconds))
-        return True
+        return self._leases.acquire(record_id, holder)
 
     async def release_lease(self, record_id: int, holder: str) -> None:
-        self._db.execute("DELETE FROM leases WHERE record_id = ? AND holder = ?", (record_id, holder))
+        if self._leases is not None:
+            self._leases.release(record_id, holder)
 
+    # --- status -------------------------------------------------------------
+
+    @_failing_as_state_error
     async def save_status(self, status: PollStatus) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO status VALUES (?, ?, ?, ?, ?)",
             (status.record_id, _time(status.last_success), _time(status.last_attempt), status.error, status.detail),
         )
 
+    @_failing_as_state_error
     async def load_status(self, record_id: int) -> PollStatus | None:
         row = self._db.execute("SELECT * FROM status WHERE record_id = ?", (record_id,)).fetchone()
         return _status(row) if row else None
 
+    @_failing_as_state_error
     async def load_statuses(self) -> dict[int, PollStatus]:
         return {row[0]: _status(row) for row in self._db.execute("SELECT * FROM status")}
+
+
+def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION`, inside the caller's
+    transaction; a database written by a newer rpop is refused."""
+    has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
+    version = int(row[0]) if row else SCHEMA_VERSION
+    if version > SCHEMA_VERSION:
+        raise errors.ConfigError(
+            f"{path}: the state database has schema version {version}, written by a newer rpop "
+            f"(this one knows up to {SCHEMA_VERSION}); upgrade rpop"
+        )
+    if version == 1:
+        _run_script(db, MIGRATE_1_TO_2 + SCHEMA)
+        _copy_schema_1(db)
+    _run_script(db, SCHEMA)
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: ``executescript`` would commit the caller's
+    transaction first, and an upgrade must be all or nothing."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _copy_schema_1(db: sqlite3.Connection) -> None:
+    mailbox_of = {}
+    for rid, data in db.execute("SELECT id, data FROM records_v1 ORDER BY id").fetchall():
+        mailbox_of[rid] = codec.record_from_dict(json.loads(data), rid).mailbox
+        db.execute("INSERT INTO records (id, mailbox, data) VALUES (?, ?, ?)", (rid, mailbox_of[rid], data))
+    db.executemany(
+        "INSERT OR IGNORE INTO seen_uids VALUES (?, ?)",
+        [(mailbox_of[rid], uid) for rid, uid in db.execute("SELECT record_id, uid FROM seen_uids_v1").fetchall()],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
+        [
+            (mailbox_of[rid], uid, recipient)
+            for rid, uid, recipient in db.execute("SELECT record_id, uid, recipient FROM recipients_done_v1").fetchall()
+        ],
+    )
+    db.execute("INSERT INTO status SELECT * FROM status_v1")
+    for table in ("status_v1", "recipients_done_v1", "seen_uids_v1", "records_v1"):
+        db.execute(f"DROP TABLE {table}")
+
+
+def _purge_removed_mailboxes(db: sqlite3.Connection, now: float) -> None:
+    """UIDs of mailboxes removed longer ago than the retention time go."""
+    expired = [
+        (mailbox,)
+        for (mailbox,) in db.execute(
+            "SELECT mailbox FROM removed_mailboxes WHERE removed_at < ?", (now - REMOVED_MAILBOX_RETENTION,)
+        ).fetchall()
+    ]
+    for table in ("seen_uids", "recipients_done", "journal", "removed_mailboxes"):
+        db.executemany(f"DELETE FROM {table} WHERE mailbox = ?", expired)
+
+
+class _LeaseLocks:
+    """Leases as ``lockf`` byte-range locks, one byte per record id.
+
+    POSIX locks belong to a process, and closing any descriptor of the file
+    drops all of that process's locks on it, so one open file per lease file
+    serves every store of a process, and the holders within the process are
+    told apart here.
+    """
+
+    _open: dict[str, "_LeaseLocks"] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, path: str, fd: int):
+        self.path = path
+        self.fd = fd
+        self.users = 0
+        self.holders: dict[int, str] = {}
+
+    @classmethod
+    def open(cls, path: Path) -> "_LeaseLocks":
+        key = os.path.realpath(path)
+        with cls._guard:
+            locks = cls._open.get(key)
+            if locks is None:
+                fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                locks = cls._open[key] = cls(key, fd)
+            locks.users += 1
+            return locks
+
+    def close(self) -> None:
+        with self._guard:
+            self.users -= 1
+            if self.users == 0:
+                del self._open[self.path]
+                os.close(self.fd)  # releases every lock this process held on it
+
+    def acquire(self, record_id: int, holder: str) -> bool:
+        with self._guard:
+            if record_id in self.holders:
+                return self.holders[record_id] == holder
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, record_id)
+            except (BlockingIOError, PermissionError):
+                return False  # another process holds it
+            self.holders[record_id] = holder
+            return True
+
+    def release(self, record_id: int, holder: str) -> None:
+        with self._guard:
+            if self.holders.get(record_id) != holder:
+                return
+            del self.holders[record_id]
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, record_id)
 
 
 class _transaction:
@@ -217,11 +469,10 @@ class _transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind, value, tb):
-        self.db.execute("ROLLBACK" if kind else "COMMIT")
-
-
-def _with_id(record: RemoteRecord, record_id: int | None) -> RemoteRecord:
-    return attrs.evolve(record, id=record_id)
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 def _time(moment: dt.datetime | None) -> str | None:

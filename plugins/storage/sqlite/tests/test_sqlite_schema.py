@@ -1,0 +1,80 @@
+"""The SQLite store's schema versions: a database written by an earlier rpop
+is upgraded on open, keeping every record, status and remembered UID; one
+written by a newer rpop is refused."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import rpop_storage_sqlite as sqlite_store
+
+from rpopcore import codec, errors
+from rpopcore.model import RecordKind, RemoteRecord, SecretRef
+
+# The schema rpop wrote before UIDs belonged to mailboxes.
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, natural_key TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
+CREATE TABLE seen_uids (record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE, uid TEXT NOT NULL,
+    PRIMARY KEY (record_id, uid)) WITHOUT ROWID;
+CREATE TABLE recipients_done (record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+    uid TEXT NOT NULL, recipient TEXT NOT NULL, PRIMARY KEY (record_id, uid, recipient)) WITHOUT ROWID;
+CREATE TABLE leases (record_id INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
+    holder TEXT NOT NULL, until REAL NOT NULL);
+CREATE TABLE status (record_id INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
+    last_success TEXT, last_attempt TEXT, error TEXT, detail TEXT NOT NULL DEFAULT '');
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+
+def record(account: str, host: str) -> RemoteRecord:
+    return RemoteRecord(kind=RecordKind.REMOTE, owner="alice@example.test", account=account, host=host,
+                        secret=SecretRef("stored", "token"))
+
+
+async def test_a_schema_1_database_is_upgraded_keeping_records_statuses_and_uids(tmp_path):
+    path = tmp_path / "rpop.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    for rid, rec in ((1, record("a", "pop.isp.test:1110")), (7, record("b", "POP.other.test"))):
+        db.execute("INSERT INTO records VALUES (?, ?, ?)",
+                   (rid, json.dumps(["remote", "alice@example.test", rec.account]), json.dumps(codec.record_to_dict(rec))))
+    db.executemany("INSERT INTO seen_uids VALUES (?, ?)", [(1, "u1"), (1, "u2"), (7, "v1")])
+    db.execute("INSERT INTO recipients_done VALUES (7, 'v2', 'bob@example.test')")
+    db.execute("INSERT INTO leases VALUES (1, 'a-dead-process', 9e99)")
+    db.execute("INSERT INTO status VALUES (7, NULL, '2026-01-01T00:00:00+00:00', 'timeout', 'slow')")
+    db.commit()
+    db.close()
+
+    store = sqlite_store.SqliteStore(path)
+    await store.open()
+    assert [(r.id, r.mailbox) for r in await store.list_records()] == [(1, "a@pop.isp.test"), (7, "b@pop.other.test")]
+    assert await store.seen_uids("a@pop.isp.test") == {"u1", "u2"}
+    assert await store.seen_uids("b@pop.other.test") == {"v1"}
+    assert await store.recipient_progress("b@pop.other.test") == {"v2": {"bob@example.test"}}
+    assert (await store.load_status(7)).error == "timeout"
+    assert await store.acquire_lease(1, "me", 60), "schema 1's leases table is gone with its stale rows"
+    await store.close()
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(sqlite_store.SCHEMA_VERSION),)
+
+
+async def test_a_database_from_a_newer_rpop_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "rpop.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "INSERT INTO meta VALUES ('schema_version', '99');")
+    db.close()
+    with pytest.raises(errors.ConfigError, match=r"rpop.sqlite: .*schema version 99.*upgrade rpop"):
+        await sqlite_store.SqliteStore(path).open()
+
+
+async def test_a_full_disk_is_a_state_failure_naming_the_file(tmp_path):
+    store = sqlite_store.SqliteStore(tmp_path / "rpop.sqlite")
+    await store.open()
+    store._db.execute("PRAGMA max_page_count = 1")  # as good as a full disk for SQLite: SQLITE_FULL
+    with pytest.raises(errors.StateFailed, match=r"rpop.sqlite: cannot use the state database: database or disk is full"):
+        await store.remember_uids("a@pop.isp.test", [f"u{i}" for i in range(1000)])
+    await store.close()
