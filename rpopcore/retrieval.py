@@ -30,6 +30,7 @@ import asyncio
 import collections
 import datetime as dt
 import functools
+import itertools
 import logging
 import os
 import socket
@@ -80,6 +81,7 @@ UID_BATCH = 64
 #: networked one lets them expire after this long without renewal.
 LEASE_SECONDS = 600
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+_poll_numbers = itertools.count(1)
 
 
 @attrs.define
@@ -115,19 +117,22 @@ async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
     """Poll one record once and store its status; never raises for a failed
     poll: the result carries the error code."""
     rlog = logs.for_record(log, record.id)
-    if not await ctx.store.acquire_lease(record.id, HOLDER, LEASE_SECONDS):
+    # Each poll holds its own lease, so that two polls of one record in one
+    # process (the daemon and a "poll now") exclude each other too.
+    holder = f"{HOLDER}:{next(_poll_numbers)}"
+    if not await ctx.store.acquire_lease(record.id, holder, LEASE_SECONDS):
         rlog.log(logs.PROBLEM, "not polled: another process or worker is polling this record now")
         return PollResult(record_id=record.id, error=errors.RecordBusy.code,
                           detail="another process or worker is polling this record now")
     try:
-        return await _poll_leased(ctx, record, rlog)
+        return await _poll_leased(ctx, record, rlog, holder)
     finally:
-        await ctx.store.release_lease(record.id, HOLDER)
+        await ctx.store.release_lease(record.id, holder)
 
 
-async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog) -> PollResult:
+async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog, holder: str) -> PollResult:
     started = ctx.clock()
-    session = _Session(ctx, record, rlog)
+    session = _Session(ctx, record, rlog, holder)
     error: errors.RpopError | None = None
     try:
         await session.run()
@@ -204,8 +209,9 @@ def source_address(record: RemoteRecord, settings: ModuleSettings, directory: Di
 
 
 class _Session:
-    def __init__(self, ctx: PollContext, record: RemoteRecord, rlog: logging.LoggerAdapter):
+    def __init__(self, ctx: PollContext, record: RemoteRecord, rlog: logging.LoggerAdapter, holder: str):
         self.ctx = ctx
+        self.holder = holder
         self.record = record
         self.log = rlog
         self.retrieved = 0
@@ -396,8 +402,8 @@ class _Session:
             await self._remember_uids()
 
     async def _remember_uids(self) -> None:
-        """Remember the UIDs of messages delivered since the last call, in one
-        transaction.  Until then a crash could only deliver them again."""
+        """Remember the UIDs of journaled messages delivered since the last
+        call, in one transaction.  Until then the journal names them."""
         if self.delivered_uids:
             uids, self.delivered_uids = self.delivered_uids, []
             await self.ctx.store.remember_uids(self.mailbox, uids)
@@ -424,7 +430,7 @@ class _Session:
             complete = await self._deliver(message)
             if time.monotonic() - self.lease_renewed > LEASE_SECONDS / 4:
                 self.lease_renewed = time.monotonic()
-                await self.ctx.store.acquire_lease(self.record.id, HOLDER, LEASE_SECONDS)
+                await self.ctx.store.acquire_lease(self.record.id, self.holder, LEASE_SECONDS)
             return message.number, complete
         finally:
             message.close()
