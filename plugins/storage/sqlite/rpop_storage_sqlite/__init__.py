@@ -358,6 +358,8 @@ def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
             f"{path}: the state database has schema version {version}, written by a newer rpop "
             f"(this one knows up to {SCHEMA_VERSION}); upgrade rpop"
         )
+    if row is not None and version == SCHEMA_VERSION:
+        return  # nothing to write: a full disk must not stop a store from opening
     if version == 1:
         _run_script(db, MIGRATE_1_TO_2 + SCHEMA)
         _copy_schema_1(db)
@@ -402,6 +404,8 @@ def _purge_removed_mailboxes(db: sqlite3.Connection, now: float) -> None:
             "SELECT mailbox FROM removed_mailboxes WHERE removed_at < ?", (now - REMOVED_MAILBOX_RETENTION,)
         ).fetchall()
     ]
+    if not expired:
+        return
     for table in ("seen_uids", "recipients_done", "journal", "removed_mailboxes"):
         db.executemany(f"DELETE FROM {table} WHERE mailbox = ?", expired)
 
