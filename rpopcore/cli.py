@@ -1,7 +1,8 @@
 """The ``rpop`` command: a thin layer over :class:`rpopcore.service.Site`.
 
 Bad input -- a file, key or value -- prints one line on stderr and exits 2;
-nothing the user can cause prints a traceback.
+a state store that cannot be written (a full disk) prints one line and
+exits 1; nothing the user can cause prints a traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import select
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rpopcore import __version__, errors
 from rpopcore.config.site import DEFAULT_SITE_FILE
 from rpopcore.durations import format_duration
+
+if TYPE_CHECKING:
+    from rpopcore.service import ApplyReport
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -39,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p = sub.add_parser("apply", help="make the stored settings, domains and records what a declarative file says")
     p.add_argument("file", type=Path)
+    p.add_argument("--dry-run", action="store_true", help="print what applying would change, and change nothing")
     p = sub.add_parser("poll", help="poll records now")
     p.add_argument("--once", action="store_true", help="poll once and exit (the only mode; 'rpop run' polls on schedule)")
     p.add_argument("--record", type=int, action="append", metavar="ID", help="poll only this record (repeatable)")
@@ -68,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ConfigError as exc:
         print(f"rpop: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except errors.StateFailed as exc:
+        # The state store cannot be written (a full disk): not a bug of
+        # ours, and its message says which file and why.
+        print(f"rpop: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError as exc:
@@ -122,8 +133,7 @@ async def _dispatch(args) -> int:
         settings = await site.store.load_settings()
         site.configure_logging(settings.log_level)
         if args.command == "apply":
-            records = await site.apply(args.file)
-            print(f"applied {args.file}: {len(records)} records")
+            _print_apply(args.file, await site.apply(args.file, dry_run=args.dry_run))
             return EXIT_OK
         if args.command == "poll":
             results = await site.poll_once(args.record)
@@ -177,6 +187,27 @@ def _plugins(as_json: bool) -> int:
         for row in rows:
             print(f"{row['name']:<12} {row['distribution'] or '-':<26} {row['version'] or '-':<8} {', '.join(row['hooks'])}")
     return EXIT_OK
+
+
+def _print_apply(path: Path, report: ApplyReport) -> None:
+    """One line per change (``changed remote a@pop.isp.test for
+    alice@example.test: leave, password``), then what the file left."""
+    for change in report.changes:
+        subject = change.subject if change.subject == "settings" else f"{change.subject} {change.name}"
+        if change.owner:
+            subject += f" for {change.owner}"
+        print(f"{change.action} {subject}" + (f": {', '.join(change.keys)}" if change.keys else ""))
+    if not report.changes:
+        print("no changes")
+    records = _count(report.records, "record")
+    if report.dry_run:
+        print(f"dry run: nothing changed; applying {path} would leave {records}")
+    else:
+        print(f"applied {path}: {records}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _print_poll(results, as_json: bool) -> None:

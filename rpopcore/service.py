@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 import pluggy
@@ -18,7 +18,7 @@ from rpopcore.config.export import export
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
 from rpopcore.bounces import Bouncer
-from rpopcore.model import PollResult, PollStatus, RemoteRecord, SecretRef, split_host
+from rpopcore.model import ModuleSettings, PollResult, PollStatus, RemoteRecord, SecretRef, split_host
 from rpopcore.plugins import plugin_manager
 from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
@@ -67,40 +67,57 @@ class Site:
     def mechanisms(self) -> list:
         return [m for contributed in self.pm.hook.rpop_auth_mechanisms() for m in contributed]
 
-    async def apply(self, path: Path) -> list[RemoteRecord]:
+    async def apply(self, path: Path, dry_run: bool = False) -> ApplyReport:
         """Make the stored configuration what the declarative file says, all
-        or nothing.  Records keep their ids and remembered UIDs across applies
-        when their mailbox (owner, account, host) stays the same."""
+        or nothing, and report what that changes (``dry_run``: report only).
+        Records keep their ids and remembered UIDs across applies when their
+        mailbox (:attr:`RemoteRecord.mailbox`) stays the same."""
+        path = Path(path).absolute()
         declaration = read_declaration(
             path,
             self.keyring,
             auth_names=[m.name for m in self.mechanisms()],
             route=lambda address, directory: self.pm.hook.rpop_route_address(address=address, directory=directory),
+            site_file=path.resolve() == self.config.path.resolve(),
         )
-        check_user_limits(declaration.records, declaration.settings, str(Path(path).absolute()))
-        # A record that gives no password keeps the one stored for the same
-        # mailbox, so a file can leave secrets out after the first apply
-        # (an exported file does).  The same goes for OAuth secrets.
+        check_user_limits(declaration.records, declaration.settings, str(path))
         stored = {r.mailbox: r for r in await self.store.list_records()}
         records = []
         for record in declaration.records:
+            where = f"{path}: {declaration.entries[record.mailbox]}"
             old = stored.get(record.mailbox)
             if old is not None:
-                if record.secret.source == "none":
-                    record = attrs.evolve(record, secret=old.secret)
-                if "oauth2" in record.options and "oauth2" in old.options:
-                    oauth2 = dict(record.options["oauth2"])
-                    for name in OAUTH2_SECRETS:
-                        if not oauth2.get(name) and old.options["oauth2"].get(name):
-                            oauth2[name] = old.options["oauth2"][name]
-                    record = attrs.evolve(record, options={**record.options, "oauth2": oauth2})
+                record = _keep_stored_secrets(record, old, self.keyring)
+            elif record.secret.source == "none" and "oauth2" not in record.options:
+                raise errors.ConfigError(
+                    f"{where} key 'password' is missing: {record.mailbox} is a new mailbox and has no stored "
+                    "password; give password, password_env or password_file (or an oauth2 table)"
+                )
             if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
                 raise errors.ConfigError(
-                    f"{Path(path).absolute()}: the record {record.account}@{record.host}: key 'oauth2': "
-                    "'refresh_token' is missing and none is stored; give the refresh token once"
+                    f"{where} key 'oauth2': 'refresh_token' is missing and none is stored; give the refresh token once"
                 )
             records.append(record)
-        return await self.store.replace_configuration(declaration.settings, declaration.directory, records)
+        report = ApplyReport(
+            changes=(
+                *_settings_changes(await self.store.load_settings(), declaration.settings),
+                *_keyed_changes(
+                    {d.name: d for d in (await self.store.load_directory()).domains},
+                    {d.name: d for d in declaration.directory.domains},
+                    lambda action, domain, keys: Change(action, "domain", domain.name, keys=keys),
+                ),
+                *_keyed_changes(
+                    stored,
+                    {r.mailbox: r for r in records},
+                    lambda action, record, keys: Change(action, record.kind.value, record.mailbox, record.owner, keys),
+                ),
+            ),
+            records=len(records),
+            dry_run=dry_run,
+        )
+        if not dry_run:
+            await self.store.replace_configuration(declaration.settings, declaration.directory, records)
+        return report
 
     async def export(self) -> str:
         """The stored configuration as a declarative file, without secrets."""
@@ -232,6 +249,117 @@ class Site:
             when = schedule.due(record, status, settings, now, delays, spread=0)
             rows.append(status_row(record, status, when, now))
         return rows
+
+
+# --- applying a declarative file --------------------------------------------
+
+CHANGE_ACTIONS = ("added", "changed", "removed")
+
+
+@attrs.frozen
+class Change:
+    """One thing an apply adds, changes or removes.
+
+    ``subject`` is ``"settings"``, ``"domain"`` or a record's kind
+    (``"remote"``, ``"unified"``); ``name`` is the domain's name or the
+    record's mailbox (``account@host``), empty for the settings; ``owner``
+    is a per-user record's owner.  ``keys`` names the keys whose values
+    changed -- names only, never values, so that no report can show a secret.
+    """
+
+    action: str = attrs.field(validator=attrs.validators.in_(CHANGE_ACTIONS))
+    subject: str
+    name: str = ""
+    owner: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ApplyReport:
+    """What applying a declarative file changed (on a dry run: would change),
+    in the order settings, domains, records; and how many records the
+    stored configuration holds afterwards."""
+
+    changes: tuple[Change, ...]
+    records: int
+    dry_run: bool = False
+
+
+# The file's key for each source of a record's password.
+_SECRET_KEYS = {"stored": "password", "env": "password_env", "file": "password_file"}
+
+
+def _changed_keys(old, new) -> tuple[str, ...]:
+    """The names of the fields of two attrs values (settings, domains,
+    records) that differ, as a declarative file names them: a record's
+    secret by its password key, its options one by one.  A record's id is
+    the store's, not the file's."""
+    keys: list[str] = []
+    for field in attrs.fields(type(old)):
+        before, after = getattr(old, field.name), getattr(new, field.name)
+        if field.name == "id" or before == after:
+            continue
+        if isinstance(before, SecretRef):
+            keys += sorted({_SECRET_KEYS[ref.source] for ref in (before, after) if ref.source in _SECRET_KEYS})
+        elif field.name == "options":
+            keys += [name for name in sorted({*before, *after}) if before.get(name) != after.get(name)]
+        else:
+            keys.append(field.name)
+    return tuple(keys)
+
+
+def _settings_changes(old: ModuleSettings, new: ModuleSettings) -> tuple[Change, ...]:
+    keys = _changed_keys(old, new)
+    return (Change("changed", "settings", keys=keys),) if keys else ()
+
+
+def _keyed_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], change: Callable[[str, Any, tuple[str, ...]], Change]
+) -> list[Change]:
+    """Additions and changes in the file's order, then removals in the
+    store's: ``old`` and ``new`` map an identity (a domain's name, a
+    record's mailbox) to the value; ``change(action, value, keys)`` makes
+    the report's entry."""
+    changes = []
+    for identity, value in new.items():
+        before = old.get(identity)
+        if before is None:
+            changes.append(change("added", value, ()))
+        elif keys := _changed_keys(before, value):
+            changes.append(change("changed", value, keys))
+    changes += [change("removed", value, ()) for identity, value in old.items() if identity not in new]
+    return changes
+
+
+def _keep_stored_secrets(record: RemoteRecord, stored: RemoteRecord, keyring: Keyring) -> RemoteRecord:
+    """The record as a file gives it, with the stored sealed secrets where
+    the file leaves a secret out -- after the first apply a file may (an
+    exported one does) -- or gives the same one again: sealing is not
+    repeatable (each Fernet token differs), so re-sealing an unchanged
+    password would report and store a change that is none."""
+    secret = record.secret
+    if secret.source == "none" or _same_secret(keyring, stored.secret, secret):
+        secret = stored.secret
+    options = record.options
+    if "oauth2" in options and "oauth2" in stored.options:
+        oauth2 = dict(options["oauth2"])
+        for name in OAUTH2_SECRETS:
+            kept, given = stored.options["oauth2"].get(name), oauth2.get(name)
+            if kept and (not given or _same_secret(keyring, SecretRef(**kept), SecretRef(**given))):
+                oauth2[name] = kept
+        options = {**options, "oauth2": oauth2}
+    return attrs.evolve(record, secret=secret, options=options)
+
+
+def _same_secret(keyring: Keyring, stored: SecretRef, given: SecretRef) -> bool:
+    """Whether two sealed secrets hold the same value.  One that cannot be
+    unsealed (sealed under a key since lost) is replaced, not compared."""
+    if stored.source != "stored" or given.source != "stored":
+        return stored == given
+    try:
+        return keyring.reveal(stored) == keyring.reveal(given)
+    except errors.SecretUnavailable:
+        return False
 
 
 def refuse_outside_schedule(settings, now: dt.datetime | None = None) -> None:

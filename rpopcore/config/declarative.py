@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import attrs
 
@@ -31,6 +31,7 @@ from rpopcore.config.schema import (
     string_list,
     string_map,
 )
+from rpopcore.config.site import SITE_TABLES
 from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef, split_host
 from rpopcore.model import LOG_LEVELS
 from rpopcore.secrets import Keyring
@@ -123,11 +124,35 @@ def _checked(value, check):
     return value
 
 
+def _as_given(value):
+    return value
+
+
+#: The top level of a declarative file.  Each table is checked by its own
+#: schema further on; this one catches a misspelt table (``[[remotes]]``),
+#: which would otherwise read as "no records" and remove them all.
+DECLARATION_TABLES = {
+    "rpop": Key(_as_given, {}),
+    "domain": Key(_as_given, []),
+    "remote": Key(_as_given, []),
+    "unified": Key(_as_given, []),
+}
+
+#: The site file's own tables, passed over when the site file itself is
+#: applied (it may carry the declarative tables too).
+_SITE_FILE_TABLES = {name: Key(_as_given, None) for name in SITE_TABLES}
+
+
 @attrs.frozen
 class Declaration:
+    """A declarative file, read and checked.  ``entries`` says where each
+    record is declared, by its mailbox (``"[[remote]] #2"``), so that a
+    check made later, against the stored records, can name it."""
+
     settings: ModuleSettings
     directory: Directory
     records: tuple[RemoteRecord, ...]
+    entries: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def read_declaration(
@@ -135,6 +160,7 @@ def read_declaration(
     keyring: Keyring,
     auth_names: Iterable[str],
     route: Callable[[str, Directory], str | None],
+    site_file: bool = False,
 ) -> Declaration:
     """Read and check a declarative file.
 
@@ -142,16 +168,28 @@ def read_declaration(
         typo in ``auth`` is caught now rather than at the first poll.
     :param route: the routing hook, to check that each owner is a local
         account.
+    :param site_file: the file is the site file, whose own tables
+        (``[delivery]``, ``[state]``...) are not declarations.
     """
     path = Path(path).absolute()
     doc = read_toml(path)
-    settings = ModuleSettings(**read_table(doc.get("rpop", {}), _optional(SETTINGS_KEYS), f"{path}: [rpop]"))
-    directory = _directory(doc.get("domain", []), path)
+    tables = read_table(doc, DECLARATION_TABLES | (_SITE_FILE_TABLES if site_file else {}), str(path))
+    if not any(name in doc for name in DECLARATION_TABLES):
+        # Applying it would remove every record and its UIDs: an empty file
+        # is far more often a mistake (a wrong path, a truncated copy) than
+        # a wish.  An explicit [rpop] table says the wish.
+        raise errors.ConfigError(
+            f"{path}: declares nothing (no [rpop], [[domain]], [[remote]] or [[unified]]), and applying it would "
+            "remove every record; check that it is the right file (to remove every record on purpose, apply a "
+            "file with just [rpop])"
+        )
+    settings = ModuleSettings(**read_table(tables["rpop"], _optional(SETTINGS_KEYS), f"{path}: [rpop]"))
+    directory = _directory(tables["domain"], path)
     auth_names = {"auto", *auth_names}
     records: list[RemoteRecord] = []
-    seen: dict[tuple, str] = {}
+    seen: dict[str, str] = {}
     for kind, keys in (("remote", REMOTE_KEYS), ("unified", UNIFIED_KEYS)):
-        entries = doc.get(kind, [])
+        entries = tables[kind]
         if not isinstance(entries, list):
             raise errors.ConfigError(f"{path}: write each record as [[{kind}]], not [{kind}]")
         for index, entry in enumerate(entries, 1):
@@ -162,7 +200,7 @@ def read_declaration(
                 raise errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one")
             seen[record.mailbox] = f"[[{kind}]] #{index}"
             records.append(record)
-    return Declaration(settings=settings, directory=directory, records=tuple(records))
+    return Declaration(settings=settings, directory=directory, records=tuple(records), entries=seen)
 
 
 def _optional(keys: dict[str, Key]) -> dict[str, Key]:

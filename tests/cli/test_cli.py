@@ -154,7 +154,7 @@ def test_a_user_set_record_below_the_minimum_period_is_refused(site, rpop):
     result = rpop("-c", site / "rpop.toml", "apply", decl)
     assert result.returncode == 2 and "min_poll_period_for_users" in result.stderr
     ok = write_decl(site, 1110, extra='\n[[remote]]\nowner = "bob@example.test"\naccount = "b"\nhost = "h"\n'
-                    'poll_every = "1m"\nset_by = "admin"\n')
+                    'password = "pw"\npoll_every = "1m"\nset_by = "admin"\n')
     assert rpop("-c", site / "rpop.toml", "apply", ok).returncode == 0
 
 
@@ -294,7 +294,7 @@ def test_an_oauth2_token_endpoint_in_clear_over_a_network_is_refused(site, rpop)
 
 def test_a_user_may_set_only_max_accounts_per_user_records(site, rpop):
     def bob(n, set_by):
-        return (f'\n[[remote]]\nowner = "bob@example.test"\naccount = "b{n}"\nhost = "h"\n'
+        return (f'\n[[remote]]\nowner = "bob@example.test"\naccount = "b{n}"\nhost = "h"\npassword = "pw"\n'
                 f'poll_every = "1h"\nset_by = "{set_by}"\n')
 
     settings = "allow_self_poll = true\nmax_accounts_per_user = 2"
