@@ -2,14 +2,17 @@
 
 WAL mode with ``synchronous = NORMAL``: a commit survives a crash of rpop at
 once and a power loss once the WAL is checkpointed.  The delivery journal is
-the exception: its transactions are written with ``synchronous = FULL``, so a
-journal entry is on disk before the copy it announces becomes visible, and a
-power loss cannot make a message arrive twice either.
+the exception: after its transactions the WAL is fsync'd (in a worker
+thread), so a journal entry is on disk before the copy it announces becomes
+visible, and a power loss cannot make a message arrive twice either.
 
 Calls are quick local operations, so they run on the event loop's thread;
 ``busy_timeout`` lets ``rpop apply``, ``rpop poll`` and a running daemon share
 the file.  A driver error (a full disk, an I/O error) becomes
 :class:`rpopcore.errors.StateFailed` naming the file.
+
+The database, its ``-wal`` and ``-shm`` files and the lease file are
+created readable by their owner only (mode 0600).
 
 Leases are byte-range locks (``lockf``) on a file beside the database,
 ``<path>-leases``, one byte per record id: the kernel releases them the
@@ -25,6 +28,7 @@ Site file::
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import fcntl
 import functools
@@ -120,7 +124,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
@@ -277,17 +281,28 @@ class SqliteStore:
 
     @_failing_as_state_error
     async def journal_copies(self, mailbox: str, copies: Sequence[PendingCopy]) -> None:
-        # FULL: the entry must be on disk before the copy it announces
-        # becomes visible, even if the power fails between the two.
-        self._db.execute("PRAGMA synchronous = FULL")
+        with _transaction(self._db):
+            self._db.executemany(
+                "INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?)",
+                [(mailbox, c.uid, c.recipient, c.token, int(c.completes)) for c in copies],
+            )
+        # The entry must be on disk before the copy it announces becomes
+        # visible, even if the power fails between the two.  The commit is
+        # in the WAL; fsync the WAL in a worker thread rather than commit
+        # with synchronous = FULL, which would block the event loop (and
+        # every other poll) for the length of a disk flush.  Pages moved out
+        # of the WAL by a checkpoint meanwhile are synced by SQLite itself.
         try:
-            with _transaction(self._db):
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?)",
-                    [(mailbox, c.uid, c.recipient, c.token, int(c.completes)) for c in copies],
-                )
+            await asyncio.get_running_loop().run_in_executor(None, self._sync_wal)
+        except OSError as exc:
+            raise errors.StateFailed(f"{self.path}-wal: cannot make the state journal durable: {exc.strerror}") from None
+
+    def _sync_wal(self) -> None:
+        fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
         finally:
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            os.close(fd)
 
     @_failing_as_state_error
     async def pending_copies(self, mailbox: str) -> list[PendingCopy]:
@@ -494,9 +509,30 @@ def _status(row) -> PollStatus:
     )
 
 
+def _create_private(path: Path) -> None:
+    """The database file and its folder, made if missing; the file readable
+    by its owner only, rather than 0644 as SQLite makes it: it holds sealed
+    passwords and every account's name.  SQLite gives ``-wal`` and ``-shm``
+    the mode of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
 def make_store(options, base_dir: Path) -> SqliteStore:
     values = read_table(dict(options), {"path": Key(non_empty_string, "rpop.sqlite")}, "[state]")
-    return SqliteStore(base_dir / values["path"])
+    path = base_dir / values["path"]
+    # A path that cannot hold the database is the site file's mistake: said
+    # now, naming the key, rather than as a database error when it opens.
+    try:
+        _create_private(path)
+    except OSError as exc:
+        # mkdir says "File exists" of a file where a folder should be.
+        reason = f"{exc.filename} is not a folder" if isinstance(exc, FileExistsError) else exc.strerror
+        raise errors.ConfigError(
+            f"[state] key 'path': cannot create or write {path} ({reason}); "
+            "give a path in a folder rpop can create and write"
+        ) from None
+    return SqliteStore(path)
 
 
 @hookimpl
