@@ -48,13 +48,12 @@ from rpopcore.state import StateStore
 
 
 class JournalWriter:
-    """Journals copies for one mailbox with group commit: every copy asked
-    for in one turn of the event loop goes into one transaction, and every
-    caller waits for that transaction."""
+    """Journals copies with group commit: every copy asked for in one turn
+    of the event loop -- by every poll sharing the writer -- goes into one
+    transaction, and every caller waits for that transaction."""
 
-    def __init__(self, store: StateStore, mailbox: str):
+    def __init__(self, store: StateStore):
         self.store = store
-        self.mailbox = mailbox
         self._gathered: list[PendingCopy] = []
         self._written: asyncio.Future | None = None
         self._flushing: asyncio.Task | None = None
@@ -76,7 +75,7 @@ class JournalWriter:
         copies, self._gathered = self._gathered, []
         written, self._written = self._written, None
         try:
-            await self.store.journal_copies(self.mailbox, copies)
+            await self.store.journal_copies(copies)
         except BaseException as exc:
             written.set_exception(exc)
             written.exception()  # every waiter re-raises it; none is left unread
@@ -104,7 +103,7 @@ async def recover(store: StateStore, agent: DeliveryAgent, mailbox: str, log: lo
         outcome = [False] * len(pending)
     visible = [copy for copy, seen in zip(pending, outcome) if seen]
     abandoned = [copy for copy, seen in zip(pending, outcome) if not seen]
-    await store.settle_copies(mailbox, visible, abandoned)
+    await store.settle_copies(visible, abandoned)
     delivered = {copy.uid for copy in visible} - {copy.uid for copy in abandoned}
     log.log(logs.PROBLEM, "an earlier poll was cut short: %d of its messages had arrived (remembered now), "
             "%d had not (retrieved again)", len(delivered), len({copy.uid for copy in pending} - delivered))

@@ -293,7 +293,8 @@ class RecipientOutcome:
 @attrs.frozen
 class PendingCopy:
     """A copy of a message journaled in the state store just before its
-    delivery agent makes it visible (see :mod:`rpopcore.journal`).
+    delivery agent makes it visible (see :mod:`rpopcore.journal`);
+    ``mailbox`` and ``uid`` say which message (:attr:`RemoteRecord.mailbox`).
 
     ``token`` is the agent's name for the copy (a Maildir file name), by
     which it can tell after a crash whether the copy became visible.
@@ -302,6 +303,7 @@ class PendingCopy:
     as remembered; otherwise only these recipients do.
     """
 
+    mailbox: str
     uid: str
     recipient: str
     token: str

@@ -101,6 +101,13 @@ class PollContext:
     stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
     cleartext_warned: set = attrs.field(factory=set)
     _routes: dict = attrs.field(factory=dict, init=False, repr=False)
+    #: Shared by every poll of this context: concurrent polls' copies are
+    #: journaled in one transaction.
+    journal_writer: journal.JournalWriter = attrs.field(init=False, repr=False)
+
+    @journal_writer.default
+    def _journal_writer(self) -> journal.JournalWriter:
+        return journal.JournalWriter(self.store)
 
     def route(self, address: str) -> str | None:
         """The routing hook's answer, remembered for this context (its
@@ -227,7 +234,6 @@ class _Session:
         # Relayed copies cannot be journaled: one message at a time is
         # relayed and remembered, so a kill repeats at most that one.
         self.relay_turn = asyncio.Lock()
-        self.journal = journal.JournalWriter(ctx.store, self.mailbox)
         # (Message-ID, recipient) delivered in this poll: duplicates a
         # provider stored once per recipient are not delivered again.
         self.seen_in_poll: set[tuple[str, str]] = set()
@@ -493,7 +499,8 @@ class _Session:
         agent = self.ctx.agent
         if uid is not None:
             try:
-                await self.journal.write([PendingCopy(uid, c.recipient.address, c.token, completes) for c in staged])
+                await self.ctx.journal_writer.write(
+                    [PendingCopy(self.mailbox, uid, c.recipient.address, c.token, completes) for c in staged])
             except BaseException:
                 await agent.discard(staged)
                 raise
@@ -503,7 +510,7 @@ class _Session:
             await agent.discard(failed)
             if uid is not None:
                 await self.ctx.store.settle_copies(
-                    self.mailbox, [], [PendingCopy(uid, c.recipient.address, c.token) for c in failed])
+                    [], [PendingCopy(self.mailbox, uid, c.recipient.address, c.token) for c in failed])
         return outcomes
 
     def _log_outcome(self, name, outcome: RecipientOutcome) -> None:

@@ -89,16 +89,14 @@ class StateStore(Protocol):
 
     # --- the delivery journal (see rpopcore.journal) -----------------------
 
-    async def journal_copies(self, mailbox: str, copies: Sequence[PendingCopy]) -> None:
-        """Write these copies to the journal, in one durable transaction,
-        before their agent makes them visible."""
+    async def journal_copies(self, copies: Sequence[PendingCopy]) -> None:
+        """Write these copies (of any mailboxes) to the journal, in one
+        durable transaction, before their agent makes them visible."""
 
     async def pending_copies(self, mailbox: str) -> list[PendingCopy]:
         """Copies journaled and not yet settled: what a crash left undecided."""
 
-    async def settle_copies(
-        self, mailbox: str, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]
-    ) -> None:
+    async def settle_copies(self, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]) -> None:
         """Settle journaled copies, in one transaction: a message whose copies
         are all ``visible`` and all ``completes`` becomes a remembered UID;
         other visible copies become per-recipient progress; ``abandoned``

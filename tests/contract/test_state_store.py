@@ -120,26 +120,27 @@ async def test_per_recipient_progress_goes_once_the_message_is_complete(store):
 
 
 async def test_the_journal_settles_visible_copies_into_uids_or_progress_and_drops_the_rest(store):
-    whole = [PendingCopy("u1", "alice@example.test", "t1")]
-    partial = [PendingCopy("u2", "alice@example.test", "t2", completes=False)]
-    split = [PendingCopy("u3", "alice@example.test", "t3"), PendingCopy("u3", "bob@example.test", "t4")]
-    lost = [PendingCopy("u4", "alice@example.test", "t5")]
-    await store.journal_copies(MAILBOX, whole + partial)
-    await store.journal_copies(MAILBOX, split + lost)
+    whole = [PendingCopy(MAILBOX, "u1", "alice@example.test", "t1")]
+    partial = [PendingCopy(MAILBOX, "u2", "alice@example.test", "t2", completes=False)]
+    split = [PendingCopy(MAILBOX, "u3", "alice@example.test", "t3"), PendingCopy(MAILBOX, "u3", "bob@example.test", "t4")]
+    lost = [PendingCopy(MAILBOX, "u4", "alice@example.test", "t5")]
+    await store.journal_copies(whole + partial)
+    elsewhere = PendingCopy("other@pop.isp.test", "u1", "alice@example.test", "t6")
+    await store.journal_copies(split + lost + [elsewhere])  # one transaction for several mailboxes' polls
     assert set(await store.pending_copies(MAILBOX)) == {*whole, *partial, *split, *lost}
-    assert await store.pending_copies("other@pop.isp.test") == []
-    await store.settle_copies(MAILBOX, visible=whole + partial + split[:1], abandoned=split[1:] + lost)
+    assert await store.pending_copies("other@pop.isp.test") == [elsewhere]
+    await store.settle_copies(visible=whole + partial + split[:1], abandoned=split[1:] + lost)
     assert await store.pending_copies(MAILBOX) == []
     assert await store.seen_uids(MAILBOX) == {"u1"}
     assert await store.recipient_progress(MAILBOX) == {"u2": {"alice@example.test"}, "u3": {"alice@example.test"}}
 
 
 async def test_remembering_a_uid_or_its_recipients_clears_their_journal_entries(store):
-    await store.journal_copies(MAILBOX, [PendingCopy("u1", "a@x", "t1"), PendingCopy("u2", "a@x", "t2"),
-                                         PendingCopy("u2", "b@x", "t3")])
+    await store.journal_copies([PendingCopy(MAILBOX, "u1", "a@x", "t1"), PendingCopy(MAILBOX, "u2", "a@x", "t2"),
+                                         PendingCopy(MAILBOX, "u2", "b@x", "t3")])
     await store.remember_uids(MAILBOX, ["u1"])
     await store.remember_recipients(MAILBOX, "u2", ["a@x"])
-    assert await store.pending_copies(MAILBOX) == [PendingCopy("u2", "b@x", "t3")]
+    assert await store.pending_copies(MAILBOX) == [PendingCopy(MAILBOX, "u2", "b@x", "t3")]
 
 
 async def test_statuses(store):

@@ -280,11 +280,11 @@ class SqliteStore:
     # --- the delivery journal ---------------------------------------------
 
     @_failing_as_state_error
-    async def journal_copies(self, mailbox: str, copies: Sequence[PendingCopy]) -> None:
+    async def journal_copies(self, copies: Sequence[PendingCopy]) -> None:
         with _transaction(self._db):
             self._db.executemany(
                 "INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?)",
-                [(mailbox, c.uid, c.recipient, c.token, int(c.completes)) for c in copies],
+                [(c.mailbox, c.uid, c.recipient, c.token, int(c.completes)) for c in copies],
             )
         # The entry must be on disk before the copy it announces becomes
         # visible, even if the power fails between the two.  The commit is
@@ -309,29 +309,27 @@ class SqliteStore:
         rows = self._db.execute(
             "SELECT uid, recipient, token, completes FROM journal WHERE mailbox = ? ORDER BY uid, recipient", (mailbox,)
         )
-        return [PendingCopy(uid, recipient, token, bool(completes)) for uid, recipient, token, completes in rows]
+        return [PendingCopy(mailbox, uid, recipient, token, bool(completes)) for uid, recipient, token, completes in rows]
 
     @_failing_as_state_error
-    async def settle_copies(
-        self, mailbox: str, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]
-    ) -> None:
-        by_uid: dict[str, list[PendingCopy]] = {}
+    async def settle_copies(self, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]) -> None:
+        by_message: dict[tuple[str, str], list[PendingCopy]] = {}
         for copy in visible:
-            by_uid.setdefault(copy.uid, []).append(copy)
-        unsettled = {copy.uid for copy in abandoned}
+            by_message.setdefault((copy.mailbox, copy.uid), []).append(copy)
+        unsettled = {(copy.mailbox, copy.uid) for copy in abandoned}
         with _transaction(self._db):
-            for uid, copies in by_uid.items():
-                if uid not in unsettled and all(copy.completes for copy in copies):
-                    self._db.execute("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", (mailbox, uid))
-                    self._forget_progress([(mailbox, uid)])
+            for message, copies in by_message.items():
+                if message not in unsettled and all(copy.completes for copy in copies):
+                    self._db.execute("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", message)
+                    self._forget_progress([message])
                 else:
                     self._db.executemany(
                         "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
-                        [(mailbox, uid, copy.recipient) for copy in copies],
+                        [(*message, copy.recipient) for copy in copies],
                     )
             self._db.executemany(
                 "DELETE FROM journal WHERE mailbox = ? AND uid = ? AND recipient = ?",
-                [(mailbox, copy.uid, copy.recipient) for copy in [*visible, *abandoned]],
+                [(copy.mailbox, copy.uid, copy.recipient) for copy in [*visible, *abandoned]],
             )
 
     # --- leases -------------------------------------------------------------
