@@ -100,6 +100,17 @@ class ServerPermanentFailure(PollError):
     code = "server-permanent"
 
 
+class ServerRefused(PollError):
+    """The server listed a message and then refused to hand it over (``-ERR``
+    to RETR).  The others were retrieved; the refused ones stay on the
+    server and are asked for again at the next poll.  A failure, not a
+    success: mail the server holds is not arriving, and ``status`` must say
+    so.  An account failure: retried after ``delay_failed_accounts``, as a
+    server that refuses now will likely refuse again in a minute."""
+
+    code = "server-refused"
+
+
 class DeliveryFailed(PollError):
     """Local delivery failed temporarily; the message stays on the server."""
 

@@ -58,6 +58,7 @@ from rpopcore.model import (
     RemoteRecord,
 )
 from rpopcore.pop3.client import ConnectOptions, Pop3Client
+from rpopcore.pop3.responses import StatusLine
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import refuse_self_poll
 from rpopcore.state import StateStore
@@ -224,6 +225,7 @@ class _Session:
         self.retrieved = 0
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
+        self.refusals = _Refusals()
         self.lease_renewed = time.monotonic()
         self.mailbox = record.mailbox
         # Journaled messages delivered whole, waiting to be remembered in a batch.
@@ -279,6 +281,12 @@ class _Session:
             await client.close()
         if self.delivery_error is not None:
             raise self.delivery_error
+        if self.refusals.confirmed:
+            number, text = self.refusals.confirmed[0]
+            raise errors.ServerRefused(
+                f"the server refused to hand over {len(self.refusals.confirmed)} of the messages it listed "
+                f"(RETR {number}: -ERR {text}); they stay on the server"
+            )
 
     async def _store_secret(self, name: str, value: str) -> None:
         """Seal ``value`` and store it as the record's ``table.key`` secret
@@ -321,30 +329,30 @@ class _Session:
 
     async def _retrieve(self, client: Pop3Client) -> None:
         ctx, record = self.ctx, self.record
-        uids = await client.uidl()
+        # The listing names every message 1..count exactly once (the client
+        # checks it against STAT), so numbers need no table of their own.
+        count, uids = await client.stat_and_uidl()
+        deletes: collections.deque[int] = collections.deque()
         if uids is None:
             if record.leave:
                 raise errors.NoUidl(
                     "the server does not support UIDL, so rpop cannot tell old mail from new; "
                     "nothing was retrieved. Set leave = false to retrieve and delete instead"
                 )
-            count, _ = await client.stat()
-            numbers = {n: None for n in range(1, count + 1)}
-            seen: set[str] = set()
+            uids = {}
+            fetch = collections.deque(range(1, count + 1))
         else:
-            numbers = dict(sorted(uids.items()))
             await journal.recover(ctx.store, ctx.agent, self.mailbox, self.log)
             seen = await ctx.store.seen_uids(self.mailbox)
             self.progress = await ctx.store.recipient_progress(self.mailbox)
             forgotten = await ctx.store.forget_uids_except(self.mailbox, set(uids.values()))
             if forgotten:
                 self.log.log(logs.LINK, "forgot %d UIDs no longer on the server", forgotten)
-        fetch = collections.deque(n for n, uid in numbers.items() if uid not in seen)
-        deletes: collections.deque[int] = collections.deque()
-        if not record.leave:
-            # Delivered on an earlier poll whose QUIT never happened.
-            deletes.extend(n for n, uid in numbers.items() if uid in seen)
-        self.log.log(logs.PROTOCOL, "%d messages, %d new", len(numbers), len(fetch))
+            fetch = collections.deque(n for n in range(1, count + 1) if uids[n] not in seen)
+            if not record.leave:
+                # Delivered on an earlier poll whose QUIT never happened.
+                deletes.extend(n for n in range(1, count + 1) if uids[n] in seen)
+        self.log.log(logs.PROTOCOL, "%d messages, %d new", count, len(fetch))
         window = PIPELINE_WINDOW if client.capabilities.pipelining else 1
         outstanding: collections.deque[tuple[str, int]] = collections.deque()
         # Deliveries run while the next messages arrive; each settles (UID
@@ -359,6 +367,7 @@ class _Session:
                 await self._remember_uids()
 
         stop = ctx.stop
+        refusals = self.refusals
         try:
             while True:
                 while deliveries and deliveries[0].done():
@@ -366,8 +375,9 @@ class _Session:
                 if deletes and self.delivered_uids:
                     await self._remember_uids()  # a UID is remembered before its DELE goes out
                 # Refill the pipeline in batches (one write for many commands),
-                # once half the window has been answered.
-                refill = client.in_flight <= window // 2
+                # once half the window has been answered; not while a
+                # refusal is unconfirmed.
+                refill = refusals.probe is None and client.in_flight <= window // 2
                 while refill and client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
                     if deletes:
                         n = deletes.popleft()
@@ -378,6 +388,9 @@ class _Session:
                         client.send(f"RETR {n}", multiline=True)
                         outstanding.append(("RETR", n))
                 if not outstanding:
+                    if refusals.probe is not None:
+                        fetch.extendleft(reversed(await refusals.confirm(client, uids)))
+                        continue
                     if not deliveries:
                         break
                     await settle(deliveries.popleft())
@@ -395,7 +408,10 @@ class _Session:
                     # on the server for the next poll.
                     await client.receive(None)
                     continue
-                message = await self._receive_message(client, n, numbers[n])
+                if refusals.probe is not None:
+                    refusals.read_unconfirmed(n, await client.receive(None))
+                    continue
+                message = await self._receive_message(client, n, uids.get(n))
                 if message is not None:
                     deliveries.append(asyncio.create_task(self._deliver_and_remember(message)))
                 while len(deliveries) >= (DELIVERIES_IN_FLIGHT if self.staging else 1):
@@ -415,7 +431,8 @@ class _Session:
             await self.ctx.store.remember_uids(self.mailbox, uids)
 
     async def _receive_message(self, client: Pop3Client, number: int, uid: str | None) -> RetrievedMessage | None:
-        """Read the answer to RETR into a spool; None when it was refused."""
+        """Read the answer to RETR into a spool; None when it was refused
+        (the poll then fails as ``server-refused``)."""
         spool = MessageSpool()
         try:
             status = await client.receive(spool.write)
@@ -424,7 +441,8 @@ class _Session:
             raise
         if not status.ok:
             spool.close()
-            self.log.log(logs.PROBLEM, "RETR %d refused (-ERR %s); skipped", number, status.text)
+            self.log.log(logs.PROBLEM, "RETR %d refused (-ERR %s); it stays on the server", number, status.text)
+            self.refusals.refused(number, status.text)
             return None
         spool.finish()
         self.retrieved += 1
@@ -553,6 +571,48 @@ class _Session:
         elif local:
             outcomes += await ctx.agent.deliver(message, envelope, local)
         return outcomes, staged
+
+
+@attrs.define
+class _Refusals:
+    """The RETRs the server answered with -ERR.
+
+    A refusal looks exactly like a stray "-ERR" that put the server's
+    answers one behind the commands, after which every message would be
+    delivered under the UID of the next.  So after a refusal the answers
+    still in flight are read but not used, no command is added, and once
+    none is in flight a probe decides (:meth:`Pop3Client.in_step`): in step,
+    the refusals stand and the messages read meanwhile are asked for again;
+    out of step, the session ends as ``protocol-error``.  One probe covers
+    every refusal read before it, so a server refusing everything costs one
+    round trip per pipeline window."""
+
+    #: Refusals a probe confirmed: (message number, the server's text).
+    confirmed: list[tuple[int, str]] = attrs.field(factory=list)
+    #: The refused message the next probe asks about; None: no doubt.
+    probe: int | None = None
+    _unconfirmed: list[tuple[int, str]] = attrs.field(factory=list)
+    _read_meanwhile: list[int] = attrs.field(factory=list)
+
+    def refused(self, number: int, text: str) -> None:
+        self._unconfirmed.append((number, text))
+        if self.probe is None:
+            self.probe = number
+
+    def read_unconfirmed(self, number: int, status: StatusLine) -> None:
+        """An answer to RETR read while a refusal is unconfirmed."""
+        if status.ok:
+            self._read_meanwhile.append(number)
+        else:
+            self.refused(number, status.text)
+
+    async def confirm(self, client: Pop3Client, uids: dict[int, str]) -> list[int]:
+        """Probe; the messages to ask for again."""
+        await client.in_step(self.probe, uids.get(self.probe))
+        again, self._read_meanwhile = self._read_meanwhile, []
+        self.confirmed += self._unconfirmed
+        self._unconfirmed, self.probe = [], None
+        return again
 
 
 def _is_complete(outcome: RecipientOutcome, reported: bool) -> bool:

@@ -103,6 +103,11 @@ class Link(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    @property
+    def unread(self) -> int:
+        """Bytes received and not yet read."""
+        return self._buffered
+
     def write(self, data: bytes) -> None:
         """Queue ``data``; on a connection that is closing it is dropped (the
         next read reports the lost connection)."""

@@ -1,14 +1,37 @@
 """Parsing of POP3 server answers in one place: status lines with their RFC
-2449 response codes, CAPA, UIDL and LIST listings, and the APOP timestamp of
-the greeting."""
+2449 response codes, CAPA, STAT, UIDL and LIST listings, and the APOP
+timestamp of the greeting.
+
+What a server announces is checked against the limits below before rpop
+acts on it or allocates for it: a count, a size or a listing beyond them is
+a :class:`rpopcore.errors.ProtocolError`, so no answer a server can send
+makes rpop use more than a documented amount of memory."""
 
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import attrs
 
 from rpopcore import errors
+
+#: The most messages rpop takes in one mailbox.  A mailbox read over POP3
+#: holds far fewer; at this count the UIDL listing is about 80 MB on the
+#: wire and its table of UIDs about 150 MB in memory, the most one poll may
+#: spend on a listing.  A STAT that counts more is a protocol error.
+MAX_MESSAGES = 1_000_000
+#: Digits of a size (STAT, LIST): 20 digits hold any size a disk can, and
+#: int() of a longer string costs time that grows with its square.
+MAX_SIZE_DIGITS = 20
+#: Bytes per message a UIDL or LIST listing may take on the wire: a number
+#: (7 digits), a space, a UID (70 characters at most, RFC 1939) and CRLF
+#: make 80; the rest is room for servers that pad with spaces or add
+#: fields.  A listing longer than this times STAT's count is a protocol error.
+MAX_LISTING_LINE = 128
+#: The longest CAPA answer: a real one is under 1 KB (Dovecot's, with every
+#: SASL mechanism, about 300 bytes).
+MAX_CAPA = 64 * 1024
 
 
 @attrs.frozen
@@ -33,7 +56,7 @@ class StatusLine:
         elif text.startswith("-ERR"):
             ok, rest = False, text[4:]
         else:
-            raise errors.ProtocolError(f"expected +OK or -ERR, got {_excerpt(text)}")
+            raise errors.ProtocolError(f"expected +OK or -ERR, got {excerpt(text)}")
         rest = rest.lstrip(" ")
         code = ""
         match = _RESP_CODE.match(rest)
@@ -46,7 +69,8 @@ _RESP_CODE = re.compile(r"^\[([A-Za-z0-9/\-]+)(?:\s[^\]]*)?\]")
 _APOP_TIMESTAMP = re.compile(rb"<[\x21-\x7e]+@[\x21-\x7e]+>")
 
 
-def _excerpt(text: str, limit: int = 80) -> str:
+def excerpt(text: str, limit: int = 80) -> str:
+    """``text`` quoted for an error detail, cut to ``limit`` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
@@ -114,38 +138,94 @@ class Capabilities:
         return self.has("PIPELINING")
 
 
-def parse_uidl(body: bytes) -> dict[int, str]:
-    """``n uid`` per line -> {n: uid}.  Malformed lines and duplicate UIDs are
-    protocol errors: acting on them could skip or lose mail."""
-    result: dict[int, str] = {}
+def parse_stat(text: str) -> tuple[int, int]:
+    """``count octets`` of a STAT answer, both checked against the limits
+    before anything is made of them (a count drives what the client
+    allocates for the listing)."""
+    parts = text.split()
+    if len(parts) < 2 or not _is_number(parts[0], MAX_SIZE_DIGITS) or not _is_number(parts[1], MAX_SIZE_DIGITS):
+        raise errors.ProtocolError(f"malformed STAT answer {excerpt(text)}")
+    count = int(parts[0])
+    if count > MAX_MESSAGES:
+        raise errors.ProtocolError(f"STAT counts {count} messages; rpop takes at most {MAX_MESSAGES} in one mailbox")
+    return count, int(parts[1])
+
+
+def listing_limit(count: int) -> int:
+    """The most bytes a UIDL or LIST listing of ``count`` messages may take."""
+    return (count + 1) * MAX_LISTING_LINE
+
+
+# A listing is read with one pass of C over the whole body rather than
+# Python code per line (100,000 lines take a few dozen milliseconds): a
+# regular expression takes every well-formed line; when they are fewer than
+# the lines, a second one finds the first that is not (blank lines, which
+# RFC 1939 servers have sent, are allowed).
+_UIDL_LINE = re.compile(rb"^[ \t\r]*(\d{1,10})[ \t]+([\x21-\x7e]{1,70})[ \t\r]*$", re.M)
+_LIST_LINE = re.compile(rb"^[ \t\r]*(\d{1,10})[ \t]+(\d{1,%d})(?:[ \t][^\n]*)?$" % MAX_SIZE_DIGITS, re.M)
+_BLANK_LINE = re.compile(rb"^[ \t\r]*$", re.M)
+
+
+def parse_uidl(body: bytes, count: int) -> dict[int, str]:
+    """``n uid`` per line -> {n: uid}, checked against STAT's ``count``.
+    Malformed lines, duplicate numbers or UIDs, numbers outside 1..count and
+    a listing that leaves out a message are protocol errors: acting on them
+    could skip mail for ever or lose it."""
+    entries = _listing_entries("UIDL", _UIDL_LINE, body)
+    result = {int(n): uid.decode("ascii") for n, uid in entries}
+    _check_numbers("UIDL", result, len(entries), count)
+    if len(set(result.values())) != len(result):
+        raise errors.ProtocolError(f"duplicate entry in UIDL listing: UID {excerpt(_repeated(result.values()))} "
+                                   "names two messages")
+    return result
+
+
+def parse_list(body: bytes, count: int) -> dict[int, int]:
+    """``n size`` per line -> {n: size}, checked against STAT's ``count`` as
+    :func:`parse_uidl` checks a UIDL listing."""
+    entries = _listing_entries("LIST", _LIST_LINE, body)
+    result = {int(n): int(size) for n, size in entries}
+    _check_numbers("LIST", result, len(entries), count)
+    return result
+
+
+def _listing_entries(listing: str, line: re.Pattern, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of every line of ``body``; a line ``line`` does not match
+    (other than a blank one) is a protocol error."""
+    entries = line.findall(body)
+    lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    if len(entries) != lines:
+        for text in body.splitlines():
+            if not _BLANK_LINE.match(text) and not line.match(text):
+                raise errors.ProtocolError(f"malformed {listing} line {excerpt(text.decode('utf-8', 'replace'))}")
+    return entries
+
+
+def _check_numbers(listing: str, numbers: dict[int, object], entries: int, count: int) -> None:
+    """A listing names each message 1..count exactly once (nothing is
+    marked deleted when it is read)."""
+    if len(numbers) != entries:
+        raise errors.ProtocolError(f"duplicate entry in {listing} listing: a message number is listed twice")
+    outside = [n for n in (min(numbers, default=1), max(numbers, default=1)) if not 1 <= n <= count]
+    if numbers and outside:
+        raise errors.ProtocolError(
+            f"{listing} lists message {outside[0]}, but STAT counts {count} message{'s' if count != 1 else ''}"
+        )
+    if len(numbers) != count:
+        missing = next(n for n in range(1, count + 1) if n not in numbers)
+        raise errors.ProtocolError(
+            f"{listing} leaves out message {missing} of the {count} STAT counts ({len(numbers)} listed)"
+        )
+
+
+def _repeated(values: Iterable[str]) -> str:
     seen: set[str] = set()
-    for raw in body.splitlines():
-        parts = raw.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or not parts[0].isdigit():
-            raise errors.ProtocolError(f"malformed UIDL line {_excerpt(raw.decode('utf-8', 'replace'))}")
-        number, uid = int(parts[0]), parts[1].decode("ascii", "replace")
-        if not all(0x21 <= c <= 0x7E for c in parts[1]) or len(parts[1]) > 70:
-            raise errors.ProtocolError(f"malformed UID in UIDL line {_excerpt(raw.decode('utf-8', 'replace'))}")
-        if uid in seen or number in result:
-            raise errors.ProtocolError(f"duplicate entry in UIDL listing: {_excerpt(raw.decode('utf-8', 'replace'))}")
-        seen.add(uid)
-        result[number] = uid
-    return result
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return ""
 
 
-def parse_list(body: bytes) -> dict[int, int]:
-    """``n size`` per line -> {n: size}."""
-    result: dict[int, int] = {}
-    for raw in body.splitlines():
-        parts = raw.split()
-        if not parts:
-            continue
-        if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
-            raise errors.ProtocolError(f"malformed LIST line {_excerpt(raw.decode('utf-8', 'replace'))}")
-        number = int(parts[0])
-        if number in result:
-            raise errors.ProtocolError(f"duplicate entry in LIST listing: {_excerpt(raw.decode('utf-8', 'replace'))}")
-        result[number] = int(parts[1])
-    return result
+def _is_number(text: str, digits: int) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= digits

@@ -6,7 +6,8 @@ Real servers do not produce faults on demand; this one does.  It speaks RFC
 RFC 5034 SASL AUTH), keeps one mailbox for one user, and records what every
 session did so tests can assert on it.  :class:`Faults` switches on the
 misbehaviour: login errors, dropped connections, delays, malformed listings,
-commands that are never answered.
+commands that are never answered, answers dripped a byte at a time, bytes
+nobody asked for, absurd counts, refused messages.
 
 The layout follows aiosmtpd: :class:`ScriptableServer` owns the listening
 socket and the shared state (the mailbox, its lock, counters);
@@ -110,6 +111,21 @@ class Faults:
     #: A command name (e.g. "RETR"): on it the server never answers; it keeps
     #: reading (and ignoring) until the client closes or the server stops.
     hang_on: str | None = None
+    #: (n, "drop" or "stall"): when the n-th line from the client arrives
+    #: (counting from 1, commands and SASL responses alike), close the
+    #: connection without answering it, or never answer it.
+    cut_at_line: tuple[int, str] | None = None
+    #: (command, raw bytes): after each answer to the command (a name such
+    #: as "RETR", or a whole line such as "RETR 1"), send these bytes too,
+    #: as a server would that answered twice or out of turn.
+    extra_after: tuple[str, bytes] | None = None
+    #: (command name or "GREETING", seconds): send that answer one byte at a
+    #: time, this many seconds apart.
+    drip: tuple[str, float] | None = None
+    #: The text after "+OK " of every STAT answer, e.g. "10000000 0".
+    stat_override: str | None = None
+    #: Message number -> text: RETR of that message answers "-ERR " + text.
+    retr_errors: dict[int, str] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -117,13 +133,15 @@ class SessionLog:
     """What one connection did, for tests to assert on.
 
     ``commands`` holds the command lines exactly as received, without the line
-    ending (SASL continuation lines are not commands and are not listed).
+    ending (SASL continuation lines are not commands and are not listed;
+    ``sasl_responses`` holds them).
     ``deleted_marked`` holds the uids currently marked (RSET clears it).
     ``committed`` is True once the UPDATE state removed them from the mailbox.
     """
 
     peer: str
     commands: list[str] = attrs.Factory(list)
+    sasl_responses: list[str] = attrs.Factory(list)
     retrieved: list[str] = attrs.Factory(list)
     deleted_marked: list[str] = attrs.Factory(list)
     committed: bool = False
@@ -465,6 +483,10 @@ class Pop3Session:
         # The maildrop as it was at login: message numbers index this list.
         self._messages: list[Message] = []
         self._deleted: set[int] = set()
+        # Lines read from the client so far (Faults.cut_at_line), and the
+        # command being answered (Faults.drip).
+        self._lines = 0
+        self._answering = "GREETING"
 
     # -- main loop
 
@@ -498,7 +520,7 @@ class Pop3Session:
             limit = self.server.faults.drop_after_commands
             if limit is not None and len(self.log.commands) >= limit:
                 raise _Drop
-            raw = await self._read_line()
+            raw = await self._next_line()
             if raw is None:
                 return
             if raw is _TOO_LONG:
@@ -508,6 +530,7 @@ class Pop3Session:
             self.log.commands.append(line)
             name, _, arg = line.partition(" ")
             name = name.upper()
+            self._answering = name
             hang_on = self.server.faults.hang_on
             if hang_on is not None and name == hang_on.upper():
                 await self._hang()
@@ -518,6 +541,21 @@ class Pop3Session:
                 await self._reply(f"-ERR {name} not valid in the {self.state.value} state")
             else:
                 await getattr(self, "pop_" + name)(arg)
+            extra = self.server.faults.extra_after
+            if extra is not None and extra[0].upper() in (name, line.upper()):
+                self._write(extra[1])
+                await self.writer.drain()
+
+    async def _next_line(self) -> bytes | object | None:
+        """:meth:`_read_line`, counted for :attr:`Faults.cut_at_line`."""
+        raw = await self._read_line()
+        self._lines += 1
+        cut = self.server.faults.cut_at_line
+        if raw is not None and cut is not None and cut[0] == self._lines:
+            if cut[1] == "stall":
+                await self._hang()
+            raise _Drop
+        return raw
 
     async def _read_line(self) -> bytes | object | None:
         """The next line without its line ending (CRLF or LF), ``None`` at end
@@ -572,6 +610,10 @@ class Pop3Session:
         if delay:
             await asyncio.sleep(delay)
         head = line.encode("utf-8", "surrogateescape") + b"\r\n"
+        drip = self.server.faults.drip
+        if drip is not None and drip[0].upper() == self._answering:
+            await self._drip(itertools.chain([head], body or ()), drip[1])
+            return
         if body is None:
             self._write(head)
             await self.writer.drain()
@@ -597,6 +639,13 @@ class Pop3Session:
         await self.writer.drain()
         if drop_after is not None:
             raise _Drop
+
+    async def _drip(self, pieces: Iterable[bytes], interval: float) -> None:
+        for piece in pieces:
+            for i in range(len(piece)):
+                self._write(piece[i : i + 1])
+                await self.writer.drain()
+                await asyncio.sleep(interval)
 
     # -- helpers
 
@@ -707,9 +756,11 @@ class Pop3Session:
             if kind != "challenge":
                 raise ValueError(f"SASL step returned {kind!r}")
             await self._reply("+ " + base64.b64encode(data or b"").decode("ascii"))
-            raw = await self._read_line()
+            raw = await self._next_line()
             if raw is None:
                 return
+            if raw is not _TOO_LONG:
+                self.log.sasl_responses.append(raw.decode("ascii", "replace"))
             if raw is _TOO_LONG:
                 await self._reply("-ERR line too long")
                 return
@@ -767,6 +818,10 @@ class Pop3Session:
 
     async def pop_STAT(self, arg: str) -> None:
         """STAT: count and total size of the messages not marked deleted."""
+        override = self.server.faults.stat_override
+        if override is not None:
+            await self._reply("+OK " + override)
+            return
         visible = self._visible()
         await self._reply(f"+OK {len(visible)} {sum(m.octets for _, m in visible)}")
 
@@ -809,6 +864,10 @@ class Pop3Session:
         if not found:
             return
         number, message = found
+        refusal = self.server.faults.retr_errors.get(number)
+        if refusal is not None:
+            await self._reply("-ERR " + refusal)
+            return
         drop = self.server.faults.drop_during_retr
         drop_after = drop[1] if drop is not None and drop[0] == number else None
         if message.wire is not None:

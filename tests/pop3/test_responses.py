@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rpopcore import errors
 from rpopcore.pop3.responses import (
+    MAX_MESSAGES,
     Capabilities,
     StatusLine,
     apop_timestamp,
     error_for,
     parse_list,
+    parse_stat,
     parse_uidl,
 )
 
@@ -60,8 +64,39 @@ def test_capabilities():
 
 
 def test_listings():
-    assert parse_uidl(b"1 abc\n2 def\n") == {1: "abc", 2: "def"}
-    assert parse_list(b"1 120\n2 4000\n") == {1: 120, 2: 4000}
-    for bad in (b"1 a\n2 a\n", b"x y\n", b"1 a b\n"):
+    assert parse_uidl(b"1 abc\n2 def\n", 2) == {1: "abc", 2: "def"}
+    assert parse_uidl(b" 1  abc \r\n\n2\tdef\n", 2) == {1: "abc", 2: "def"}, "spaces and blank lines are tolerated"
+    assert parse_list(b"1 120\n2 4000 extra\n", 2) == {1: 120, 2: 4000}
+    assert parse_uidl(b"", 0) == {}
+    for bad in (b"1 a\n2 a\n", b"x y\n", b"1 a b\n", b"1 " + b"u" * 71 + b"\n", b"1 caf\xc3\xa9\n"):
         with pytest.raises(errors.ProtocolError):
-            parse_uidl(bad)
+            parse_uidl(bad, 2)
+
+
+@pytest.mark.parametrize(
+    "body, count, detail",
+    [
+        (b"1 a\n3 c\n", 2, "UIDL lists message 3, but STAT counts 2 messages"),
+        (b"0 z\n1 a\n", 2, "UIDL lists message 0, but STAT counts 2 messages"),
+        (b"1 a\n", 2, "UIDL leaves out message 2 of the 2 STAT counts (1 listed)"),
+        (b"1 a\n1 b\n", 2, "duplicate entry in UIDL listing: a message number is listed twice"),
+        (b"99999999999 a\n", 1, "malformed UIDL line"),
+    ],
+    ids=["beyond-stat", "zero", "left-out", "duplicate-number", "absurd-number"],
+)
+def test_a_listing_must_name_each_message_stat_counts_once(body, count, detail):
+    with pytest.raises(errors.ProtocolError, match=re.escape(detail)):
+        parse_uidl(body, count)
+    with pytest.raises(errors.ProtocolError, match=re.escape(detail.replace("UIDL", "LIST"))):
+        parse_list(body.replace(b"a", b"10").replace(b"b", b"20").replace(b"c", b"30").replace(b"z", b"0"), count)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1000001 100", "5 " + "9" * 21, "5", "-1 0", "x 0", "\u0661 0"],
+    ids=["too-many-messages", "absurd-size", "no-size", "negative", "not-a-number", "arabic-digit"],
+)
+def test_a_stat_beyond_the_limits_is_refused_before_anything_is_made_of_it(text):
+    with pytest.raises(errors.ProtocolError):
+        parse_stat(text)
+    assert parse_stat(f"{MAX_MESSAGES} 123 more") == (MAX_MESSAGES, 123)
