@@ -1,8 +1,8 @@
 """The ``rpop`` command: a thin layer over :class:`rpopcore.service.Site`.
 
 Bad input -- a file, key or value -- prints one line on stderr and exits 2;
-a state store that cannot be written (a full disk) prints one line and
-exits 1; nothing the user can cause prints a traceback.
+a state store or standard output that cannot be written (a full disk)
+prints one line and exits 1; nothing the user can cause prints a traceback.
 """
 
 from __future__ import annotations
@@ -64,13 +64,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OutputLost(Exception):
+    """Standard output could not be written: ``rpop export > FILE`` on a
+    full disk."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+class _Stdout:
+    """Standard output whose write failures are :class:`OutputLost`, told
+    apart from the failures of the files a command works on.  A closed pipe
+    stays BrokenPipeError (see :func:`main`)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputLost(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputLost(exc) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
             build_parser().print_help()
             return EXIT_BAD_INPUT
-        return asyncio.run(_dispatch(args))
+        status = asyncio.run(_dispatch(args))
+        sys.stdout.flush()  # a write error is the command's, not the interpreter's at exit
+        return status
+    except OutputLost as exc:
+        # Not bad input, which exit status 2 would tell a script to fix in
+        # the command or its files: the disk behind the redirection is full,
+        # as a state store on a full disk is exit status 1.
+        _silence_stdout()
+        print(f"rpop: cannot write standard output ({exc.error.strerror or exc.error}); "
+              "what the command printed is lost (anything it changed stays changed)", file=sys.stderr)
+        return EXIT_FAILED
     except errors.ConfigError as exc:
         print(f"rpop: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -100,9 +156,8 @@ def _internal_error(exc: BaseException) -> int:
 
 def _stdout_is_gone() -> bool:
     """Whether standard output's reader has closed it (poll() reports an
-    error on a pipe with no reader).  If so, standard output is pointed at
-    /dev/null, so that the interpreter's flush at exit does not fail over it
-    again."""
+    error on a pipe with no reader).  If so, standard output is silenced
+    (:func:`_silence_stdout`)."""
     try:
         fd = sys.stdout.fileno()
         poller = select.poll()
@@ -111,10 +166,19 @@ def _stdout_is_gone() -> bool:
     except (OSError, ValueError):
         return False
     if gone:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
+        _silence_stdout()
     return gone
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's flush
+    at exit does not fail again over what could not be written."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 async def _dispatch(args) -> int:
@@ -163,16 +227,29 @@ async def _dispatch(args) -> int:
 
 
 def _init(folder: Path) -> int:
+    """Write a site into ``folder``: the site file and the key, both readable
+    by their owner only (a site file may come to carry passwords)."""
     from rpopcore.secrets import create_key_file
 
-    folder.mkdir(parents=True, exist_ok=True)
     site = folder / "rpop.toml"
-    if site.exists():
-        raise errors.ConfigError(f"{site}: already exists; remove it or choose another folder")
     key = folder / "rpop.key"
-    if not key.exists():
-        create_key_file(key)
-    site.write_text(DEFAULT_SITE_FILE)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if site.exists():
+            raise errors.ConfigError(f"{site}: already exists; remove it or choose another folder")
+        if not key.exists():
+            create_key_file(key)
+        fd = os.open(site, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(DEFAULT_SITE_FILE)
+        except OSError:
+            site.unlink()  # an empty site file would block the next 'rpop init'
+            raise
+    except OSError as exc:
+        raise errors.ConfigError(
+            f"{exc.filename or folder}: cannot create it ({exc.strerror}); choose a folder rpop can create and write"
+        ) from None
     print(f"created {site} and {key} (keep the key secret and backed up: it decrypts stored passwords)")
     return EXIT_OK
 
@@ -227,15 +304,18 @@ def _print_status(rows, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'ID':>4}  {'KIND':<8} {'OWNER':<24} {'ACCOUNT@HOST':<36} {'EVERY':<9} {'LAST':<22} NEXT")
+    print(f"{'ID':>4}  {'KIND':<8} {'OWNER':<24} {'ACCOUNT@HOST':<36} {'CERT':<9} {'EVERY':<9} {'LAST':<22} NEXT")
     for row in rows:
         every = format_duration(row["poll_every"]) if row["poll_every"] else "disabled"
         where = f"{row['account']}@{row['host']}"
+        # tls_verify = false stands out: any certificate is accepted.
+        cert = "verify" if row["tls_verify"] else "NO-VERIFY"
         last = row["last"] or "not yet"
         following = row["next_due"] or "-"
         if row["delayed"]:
             following = f"{row['delayed']['reason']} until {row['delayed']['until']}"
-        print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {every:<9} {last:<22} {following}")
+        print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {cert:<9} {every:<9} {last:<22} "
+              f"{following}")
 
 
 def _print_settings(settings, as_json: bool) -> None:

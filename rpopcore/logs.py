@@ -21,11 +21,17 @@ its redacted form (see :meth:`rpopcore.pop3.client.Pop3Client.command`).
 Logging is never the reason a poll fails: a log file that cannot be written
 (a full disk, its folder gone, no permission) costs one line on stderr that
 names it, the lines are dropped, and once the file can be written again a
-line in it says how many were lost (:class:`LogFile`).
+line in it says how many were lost (:class:`LogFile`).  Only at start-up is
+a path that cannot be a log file at all -- its folder missing, no
+permission, a read-only disk -- refused, as bad input (:func:`check_file`).
+
+A log file rpop creates is readable by its owner only: log lines name
+accounts, hosts and senders.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -81,6 +87,29 @@ def set_level(level: str) -> None:
     logging.getLogger(ROOT).setLevel(THRESHOLDS[level])
 
 
+#: Why a file cannot be opened when its path is wrong: no waiting cures
+#: these.  A full disk or an I/O error is not among them.
+WRONG_PATH = frozenset({
+    errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP, errno.ENAMETOOLONG,
+})
+
+
+def open_file(path: str) -> int:
+    """The log file opened for appending; created readable by its owner only."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def check_file(path: str) -> None:
+    """Raise OSError if ``path`` cannot be a log file because the path is
+    wrong (see :data:`WRONG_PATH`); creates it if missing.  Any other
+    failure is left to :class:`LogFile`, which goes on without the file."""
+    try:
+        os.close(open_file(path))
+    except OSError as exc:
+        if exc.errno in WRONG_PATH:
+            raise
+
+
 #: A log file that keeps failing is reported on stderr at most this often,
 #: in seconds: once for a disk that fills, not once per line.
 REPORT_EVERY = 3600.0
@@ -113,7 +142,7 @@ class LogFile(logging.Handler):
             self._failed(exc)
 
     def _open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        self._fd = open_file(self.path)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

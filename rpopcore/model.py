@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import ipaddress
 from typing import Mapping
 
 import attrs
@@ -143,6 +144,62 @@ def split_host(host: str, tls: bool, default_port: int | None = None) -> tuple[s
     if default_port is not None:
         return name, default_port
     return name, 995 if tls else 110
+
+
+def check_host(host: str) -> None:
+    """Refuse a ``host`` a person mistyped, saying what to write instead
+    (ValueError): a URL, a space, an unclosed or misused ``[``, more than one
+    port, a character no host name has.  :func:`split_host` stays lenient, so
+    that a record stored before this check still loads; this is the check
+    made where a person writes a host (a declarative file)."""
+    text = host.strip()
+    scheme, is_url, rest = text.partition("://")
+    if is_url:
+        bare = rest.split("/", 1)[0] or "pop.isp.example"
+        fix = f"drop '{scheme}://' and write host = \"{bare}\""
+        if scheme.lower() == "pop3s":
+            fix += " with tls = true"
+        else:
+            fix += " (and tls = true for pop3s)"
+        raise ValueError(f"{host!r} is a URL; {fix}")
+    if any(c.isspace() for c in text):
+        raise ValueError(f"{host!r} contains a space; write one host name, like \"pop.isp.example\" or \"pop.isp.example:995\"")
+    if text.startswith("["):
+        inside, closed, after = text[1:].partition("]")
+        if not closed:
+            raise ValueError(f"{host!r} has no closing ']'; write an IPv6 address as \"[{inside}]\" or \"[{inside}]:995\"")
+        if not _is_ipv6(inside):
+            raise ValueError(f"{host!r}: brackets hold an IPv6 address, and {inside!r} is none; "
+                             f"write a host name without brackets, like \"{inside}{after or ':995'}\"")
+        if after and not after.startswith(":"):
+            raise ValueError(f"{host!r}: {after!r} after ']'; write \"[{inside}]\" or \"[{inside}]:995\"")
+    elif text.count(":") > 1 and not _is_ipv6(text):
+        name, port = text.split(":")[:2]
+        raise ValueError(f"{host!r} has more than one ':'; write one port, like \"{name}:{port}\", "
+                         "or an IPv6 address in brackets, like \"[2001:db8::1]:995\"")
+    try:
+        name, _port = split_host(text, tls=False)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; write host or host:port") from None
+    if text.endswith(":"):
+        raise ValueError(f"{host!r} ends in ':' without a port; write \"{text[:-1]}\" or \"{text}995\"")
+    if _is_ipv6(name):
+        return
+    if "@" in name:
+        raise ValueError(f"{host!r} contains '@'; the user name goes in account, and host is the server alone, "
+                         f"like \"{name.rpartition('@')[2]}\"")
+    odd = next((c for c in name if not (c.isalnum() or c in ".-_")), None)
+    if odd is not None:
+        raise ValueError(f"{host!r}: {odd!r} is not part of a host name; write a name like \"pop.isp.example\", "
+                         "with \":PORT\" if the port is not the usual one")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def mailbox_identity(account: str, host_name: str) -> str:

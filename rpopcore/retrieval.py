@@ -263,6 +263,9 @@ class _Session:
             await client.capa()
             if not client.tls_active:
                 await self._starttls(client, options)
+            if client.tls_active and not record.tls_verify:
+                self.log.log(logs.PROBLEM, "the server's certificate was not checked (tls_verify = false): a machine "
+                             "on the path could pose as the server; give ca_file instead")
             context = auth.AuthContext(
                 record=record,
                 settings=ctx.settings,

@@ -5,6 +5,7 @@ environment variable or a file.  Nothing here ever logs a secret."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -14,22 +15,36 @@ from rpopcore.model import SecretRef
 
 
 def create_key_file(path: Path) -> None:
-    """Write a new key readable by its owner only (mode 0600), durably."""
+    """Write a new key readable by its owner only (mode 0600), durably; a
+    key that cannot be written whole (a full disk) leaves no file behind."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(Fernet.generate_key() + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _read_key(path: Path) -> Fernet:
     try:
-        raw = path.read_bytes().strip()
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            raw = f.read().strip()
     except OSError as exc:
         raise errors.ConfigError(
             f"{path}: cannot read the secrets key ({exc.strerror}); "
             "check [secrets] key_file in the site file, or create one with 'rpop init'"
         ) from None
+    if mode & 0o077:
+        # As ssh refuses a private key others can read: whoever can read the
+        # key can decrypt every stored password, and a warning is missed.
+        raise errors.ConfigError(
+            f"{path}: the secrets key is open to other users (mode {stat.S_IMODE(mode):04o}), and it decrypts "
+            f"every stored password; make it readable by its owner only: chmod 600 {path}"
+        )
     try:
         return Fernet(raw)
     except ValueError:
@@ -94,9 +109,11 @@ class Keyring:
             return value
         if ref.source == "file":
             try:
-                return Path(ref.value).read_text().splitlines()[0] if Path(ref.value).stat().st_size else ""
+                return Path(ref.value).read_text("utf-8").splitlines()[0] if Path(ref.value).stat().st_size else ""
             except OSError as exc:
                 raise errors.SecretUnavailable(f"cannot read password_file {ref.value}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise errors.SecretUnavailable(f"password_file {ref.value} is not UTF-8 text; save it as UTF-8") from None
         try:
             return self._any_key().decrypt(ref.value.encode()).decode()
         except errors.ConfigError as exc:

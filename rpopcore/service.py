@@ -392,6 +392,9 @@ def status_row(
         "owner": record.owner,
         "account": record.account,
         "host": record.host,
+        # Said wherever a record is shown: any certificate is accepted, so a
+        # machine on the path can read the password and the mail.
+        "tls_verify": record.tls_verify,
         "poll_every": record.poll_every,
         "last": last,
         "error": status.error if status else None,

@@ -32,7 +32,7 @@ from rpopcore.config.schema import (
     string_map,
 )
 from rpopcore.config.site import SITE_TABLES
-from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef, split_host
+from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef, check_host
 from rpopcore.model import LOG_LEVELS
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import is_loopback_host
@@ -255,9 +255,9 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
     else:
         secret = SecretRef()
     try:
-        split_host(values["host"], values["tls"])
+        check_host(values["host"])
     except ValueError as exc:
-        raise errors.ConfigError(f"{where}: key 'host': {exc}; write host or host:port") from None
+        raise errors.ConfigError(f"{where}: key 'host': {exc}") from None
     if values["auth"] not in auth_names:
         raise errors.ConfigError(
             f"{where}: key 'auth': no installed plugin provides {values['auth']!r}; "

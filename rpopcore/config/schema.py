@@ -29,11 +29,21 @@ def read_toml(path: Path) -> dict:
     """Parse a TOML file or raise a ConfigError naming the file and line."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise errors.ConfigError(f"{path}: no such file") from None
     except OSError as exc:
         raise errors.ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8; a file saved in Latin-1 or a Windows code page
+        # (an accented name in a comment) is the usual cause.
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise errors.ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); TOML files are UTF-8: "
+            f"save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise errors.ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -74,6 +84,13 @@ def boolean(value: Any) -> bool:
 def string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string in quotes, got {value!r}")
+    return value
+
+
+def file_path(value: Any) -> str:
+    """A path to a file or folder (empty where the key allows it)."""
+    if "\0" in string(value):
+        raise ValueError("a path cannot contain a NUL character (\\u0000)")
     return value
 
 

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 import attrs
 
-from rpopcore import errors
-from rpopcore.config.schema import Key, read_table, read_toml, string
+from rpopcore import errors, logs
+from rpopcore.config.schema import Key, file_path, read_table, read_toml, string
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
 SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces")
@@ -72,17 +72,26 @@ def load_site(path: Path) -> SiteConfig:
     base = path.parent
     delivery = _plugin_choice(doc, "delivery", path)
     state = _plugin_choice(doc, "state", path)
-    secrets = read_table(doc.get("secrets", {}), {"key_file": Key(string, "rpop.key")}, f"{path}: [secrets]")
-    log = read_table(doc.get("log", {}), {"file": Key(string, "")}, f"{path}: [log]")
+    secrets = read_table(doc.get("secrets", {}), {"key_file": Key(file_path, "rpop.key")}, f"{path}: [secrets]")
+    log = read_table(doc.get("log", {}), {"file": Key(file_path, "")}, f"{path}: [log]")
     bounces = read_table(
-        doc.get("bounces", {}), {"relay": Key(string, ""), "spool": Key(string, "bounces")}, f"{path}: [bounces]"
+        doc.get("bounces", {}), {"relay": Key(string, ""), "spool": Key(file_path, "bounces")}, f"{path}: [bounces]"
     )
+    log_file = (base / log["file"]) if log["file"] else None
+    if log_file is not None:
+        try:
+            logs.check_file(str(log_file))
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"{path}: [log] key 'file': cannot open {log_file} ({exc.strerror}); give a file in a folder that "
+                "exists and rpop can write, or leave it empty to log to stderr"
+            ) from None
     return SiteConfig(
         path=path,
         delivery=delivery,
         state=state,
         key_file=base / secrets["key_file"],
-        log_file=(base / log["file"]) if log["file"] else None,
+        log_file=log_file,
         bounce_relay=bounces["relay"],
         bounce_spool=base / bounces["spool"],
     )
