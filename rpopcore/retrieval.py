@@ -21,7 +21,11 @@ store, which ends with its holder.
 
 When the server offers PIPELINING, RETR and DELE commands are sent ahead of
 their answers, several at a time, so a slow link costs one round trip per
-window rather than one per message.
+window rather than one per message.  Answers are then matched to commands
+by their order alone, so each RETR n is followed by UIDL n, and message n is
+delivered only once that answer names it: a message that ended early or
+never ended, or an answer sent twice, ends the session as
+``protocol-error`` before anything read after it is delivered.
 """
 
 from __future__ import annotations
@@ -58,7 +62,6 @@ from rpopcore.model import (
     RemoteRecord,
 )
 from rpopcore.pop3.client import ConnectOptions, Pop3Client
-from rpopcore.pop3.responses import StatusLine
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import refuse_self_poll
 from rpopcore.state import StateStore
@@ -225,7 +228,8 @@ class _Session:
         self.retrieved = 0
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
-        self.refusals = _Refusals()
+        # RETRs the server answered with -ERR: (message number, its text).
+        self.refusals: list[tuple[int, str]] = []
         self.lease_renewed = time.monotonic()
         self.mailbox = record.mailbox
         # Journaled messages delivered whole, waiting to be remembered in a batch.
@@ -284,10 +288,10 @@ class _Session:
             await client.close()
         if self.delivery_error is not None:
             raise self.delivery_error
-        if self.refusals.confirmed:
-            number, text = self.refusals.confirmed[0]
+        if self.refusals:
+            number, text = self.refusals[0]
             raise errors.ServerRefused(
-                f"the server refused to hand over {len(self.refusals.confirmed)} of the messages it listed "
+                f"the server refused to hand over {len(self.refusals)} of the messages it listed "
                 f"(RETR {number}: -ERR {text}); they stay on the server"
             )
 
@@ -356,11 +360,17 @@ class _Session:
                 # Delivered on an earlier poll whose QUIT never happened.
                 deletes.extend(n for n in range(1, count + 1) if uids[n] in seen)
         self.log.log(logs.PROTOCOL, "%d messages, %d new", count, len(fetch))
-        window = PIPELINE_WINDOW if client.capabilities.pipelining else 1
+        pipelined = client.capabilities.pipelining
+        window = PIPELINE_WINDOW if pipelined else 1
         outstanding: collections.deque[tuple[str, int]] = collections.deque()
         # Deliveries run while the next messages arrive; each settles (UID
         # remembered, DELE queued) only once its copy is durable.
         deliveries: collections.deque[asyncio.Task] = collections.deque()
+        # Pipelined answers are matched to commands by their order alone, so
+        # each RETR is followed by a step check (UIDL n) and its message is
+        # held, not delivered, until that check's answer proves the RETR
+        # answer was the whole of message n (Pop3Client.send_step_check).
+        held: RetrievedMessage | None = None
 
         async def settle(task: asyncio.Task) -> None:
             number, complete = await task
@@ -370,7 +380,6 @@ class _Session:
                 await self._remember_uids()
 
         stop = ctx.stop
-        refusals = self.refusals
         try:
             while True:
                 while deliveries and deliveries[0].done():
@@ -378,9 +387,8 @@ class _Session:
                 if deletes and self.delivered_uids:
                     await self._remember_uids()  # a UID is remembered before its DELE goes out
                 # Refill the pipeline in batches (one write for many commands),
-                # once half the window has been answered; not while a
-                # refusal is unconfirmed.
-                refill = refusals.probe is None and client.in_flight <= window // 2
+                # once half the window has been answered.
+                refill = client.in_flight <= window // 2
                 while refill and client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
                     if deletes:
                         n = deletes.popleft()
@@ -390,10 +398,10 @@ class _Session:
                         n = fetch.popleft()
                         client.send(f"RETR {n}", multiline=True)
                         outstanding.append(("RETR", n))
+                        if pipelined:
+                            client.send_step_check(n, uids.get(n))
+                            outstanding.append(("CHECK", n))
                 if not outstanding:
-                    if refusals.probe is not None:
-                        fetch.extendleft(reversed(await refusals.confirm(client, uids)))
-                        continue
                     if not deliveries:
                         break
                     await settle(deliveries.popleft())
@@ -405,21 +413,38 @@ class _Session:
                     if not status.ok:
                         self.log.log(logs.PROBLEM, "DELE %d refused (-ERR %s); it stays on the server", n, status.text)
                     continue
-                if stop is not None and stop.is_set():
+                if verb == "CHECK":
+                    await client.receive_step_check(n, uids.get(n))
+                    message, held = held, None
+                elif stop is not None and stop.is_set():
                     # Stopping: answers already requested are read (the
                     # session must reach QUIT) but not delivered; they stay
                     # on the server for the next poll.
                     await client.receive(None)
                     continue
-                if refusals.probe is not None:
-                    refusals.read_unconfirmed(n, await client.receive(None))
-                    continue
-                message = await self._receive_message(client, n, uids.get(n))
+                else:
+                    message = await self._receive_message(client, n, uids.get(n))
+                    if pipelined:
+                        held = message
+                        continue
+                    # Without pipelining nothing else is in flight: whatever
+                    # came after the answer is stray, and a refusal is
+                    # checked at once (a stray "-ERR" would look just like one).
+                    if message is not None:
+                        try:
+                            client.check_nothing_unread(f"delivering message {n}")
+                        except errors.ProtocolError:
+                            message.close()
+                            raise
+                    else:
+                        await client.in_step(n, uids.get(n))
                 if message is not None:
                     deliveries.append(asyncio.create_task(self._deliver_and_remember(message)))
                 while len(deliveries) >= (DELIVERIES_IN_FLIGHT if self.staging else 1):
                     await settle(deliveries.popleft())
         finally:
+            if held is not None:
+                held.close()  # its check never came: not delivered, it stays on the server
             # Whatever ended the session, deliveries under way finish: their
             # copies and UIDs are recorded, so nothing arrives twice.
             if deliveries:
@@ -445,7 +470,7 @@ class _Session:
         if not status.ok:
             spool.close()
             self.log.log(logs.PROBLEM, "RETR %d refused (-ERR %s); it stays on the server", number, status.text)
-            self.refusals.refused(number, status.text)
+            self.refusals.append((number, status.text))
             return None
         spool.finish()
         self.retrieved += 1
@@ -574,48 +599,6 @@ class _Session:
         elif local:
             outcomes += await ctx.agent.deliver(message, envelope, local)
         return outcomes, staged
-
-
-@attrs.define
-class _Refusals:
-    """The RETRs the server answered with -ERR.
-
-    A refusal looks exactly like a stray "-ERR" that put the server's
-    answers one behind the commands, after which every message would be
-    delivered under the UID of the next.  So after a refusal the answers
-    still in flight are read but not used, no command is added, and once
-    none is in flight a probe decides (:meth:`Pop3Client.in_step`): in step,
-    the refusals stand and the messages read meanwhile are asked for again;
-    out of step, the session ends as ``protocol-error``.  One probe covers
-    every refusal read before it, so a server refusing everything costs one
-    round trip per pipeline window."""
-
-    #: Refusals a probe confirmed: (message number, the server's text).
-    confirmed: list[tuple[int, str]] = attrs.field(factory=list)
-    #: The refused message the next probe asks about; None: no doubt.
-    probe: int | None = None
-    _unconfirmed: list[tuple[int, str]] = attrs.field(factory=list)
-    _read_meanwhile: list[int] = attrs.field(factory=list)
-
-    def refused(self, number: int, text: str) -> None:
-        self._unconfirmed.append((number, text))
-        if self.probe is None:
-            self.probe = number
-
-    def read_unconfirmed(self, number: int, status: StatusLine) -> None:
-        """An answer to RETR read while a refusal is unconfirmed."""
-        if status.ok:
-            self._read_meanwhile.append(number)
-        else:
-            self.refused(number, status.text)
-
-    async def confirm(self, client: Pop3Client, uids: dict[int, str]) -> list[int]:
-        """Probe; the messages to ask for again."""
-        await client.in_step(self.probe, uids.get(self.probe))
-        again, self._read_meanwhile = self._read_meanwhile, []
-        self.confirmed += self._unconfirmed
-        self._unconfirmed, self.probe = [], None
-        return again
 
 
 def _is_complete(outcome: RecipientOutcome, reported: bool) -> bool:

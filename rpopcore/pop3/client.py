@@ -225,7 +225,7 @@ class Pop3Client:
             raise errors.TlsFailed(f"the server refused STLS: -ERR {status.text}")
         # Bytes after "+OK" came in clear text: read after the handshake,
         # they would pass for the server's words under TLS (RFC 2595 §4).
-        self._check_nothing_unread("the TLS handshake")
+        self.check_nothing_unread("the TLS handshake")
         opts = self.options
         try:
             async with asyncio.timeout(opts.timeout):
@@ -346,17 +346,31 @@ class Pop3Client:
         return count, status, b"".join(chunks)
 
     async def in_step(self, number: int, uid: str | None) -> None:
-        """Check that the server's answers are in step with the commands:
-        with nothing else in flight, ``UIDL n`` must be answered for message
-        ``n`` and its ``uid`` (``LIST n`` for ``n`` alone, without UIDL).
-        A round trip: for when an answer may have been a stray one."""
-        command = Command.of("UIDL" if uid is not None else "LIST", str(number))
-        status = await self.command(command)
+        """Check, with a round trip, that the server's answers are in step
+        with the commands (see :meth:`send_step_check`)."""
+        self.send_step_check(number, uid)
+        await self._flush()
+        await self.receive_step_check(number, uid)
+
+    def send_step_check(self, number: int, uid: str | None) -> None:
+        """Queue ``UIDL n`` (``LIST n`` when the server has no UIDL), whose
+        answer must name message ``n`` and its ``uid``.  Sent right after
+        ``RETR n``, its answer proves that the answer read for RETR was the
+        whole of message ``n``: a message that ended early or never ended,
+        or an answer the server sent twice, moves every later answer, so
+        this one would not fit."""
+        command = _step_check(number, uid)
+        self._queue(command.line, command.shown, command.step)
+
+    async def receive_step_check(self, number: int, uid: str | None) -> None:
+        """Read the answer to :meth:`send_step_check`; ``protocol-error`` when
+        it is not for message ``number`` and its ``uid``."""
+        status = await self.receive()
         words = status.text.split()
         if not status.ok or words[:1] != [str(number)] or (uid is not None and words[1:2] != [uid]):
             raise errors.ProtocolError(
-                f"{command.step} was answered {excerpt(_shown(status))}, not for message {number}: "
-                "the server's answers are out of step with the commands"
+                f"{_step_check(number, uid).step} was answered {excerpt(_shown(status))}, not for message "
+                f"{number}: the server's answers are out of step with the commands"
             )
 
     def send(self, line: str, *, multiline: bool = False) -> None:
@@ -438,14 +452,16 @@ class Pop3Client:
         if self._link is None:
             raise errors.ProtocolError("not connected")
         if not self._in_flight:
-            self._check_nothing_unread(step)
+            self.check_nothing_unread(step)
         self.log.log(logs.PROTOCOL, "C: %s", shown)
         self._outgoing.append(line.encode("utf-8") + b"\r\n")
         self._in_flight.append(Pending(step, multiline, challenge))
 
-    def _check_nothing_unread(self, before: str) -> None:
+    def check_nothing_unread(self, before: str) -> None:
         """With no command in flight the server has nothing to say: bytes
-        waiting now would be taken for the answer to the next command."""
+        waiting now would be taken for the answer to the next command (and
+        after a RETR answer, they may be the rest of the message: a line "."
+        the server did not stuff), so they are ``protocol-error``."""
         unread = len(self._buffer) - self._pos + self._link.unread
         if unread:
             raise errors.ProtocolError(
@@ -555,6 +571,10 @@ def _untrusted(opts: ConnectOptions, exc: ssl.SSLCertVerificationError) -> str:
         f"the certificate of {opts.host}:{opts.port} cannot be verified ({exc.verify_message}); "
         "to trust it set ca_file to the CA that signed it, or knowingly stop verifying with tls_verify = false"
     )
+
+
+def _step_check(number: int, uid: str | None) -> Command:
+    return Command.of("UIDL" if uid is not None else "LIST", str(number))
 
 
 def _shown(status: StatusLine) -> str:

@@ -55,8 +55,9 @@ async def test_bytes_after_an_answer_fail_the_poll_before_anything_after_them_is
     site = await open_site(tmp_path, remote(server.host, server.port, leave=False))
     result = await poll(site)
     assert result.error == "protocol-error", result
-    # Message 1 came before the stray bytes; nothing after them was used.
-    assert subjects(tmp_path) == (["message a"] if after == "RETR 1" else [])
+    # Nothing after the stray bytes was used, nor message 1 before them:
+    # they may be the rest of it (a line "." the server did not stuff).
+    assert subjects(tmp_path) == []
     assert not any(b"+OK" in m or b"stray" in m for m in delivered(tmp_path))
     assert server.uids() == ["a", "b", "c"], "no QUIT: nothing was deleted"
     assert (await stored_error(site))[0] == "protocol-error"
@@ -67,7 +68,62 @@ async def test_the_detail_says_the_answers_are_out_of_step(pop3_server, tmp_path
     server = await pop3_server([msg("a"), msg("b")], faults=Faults(extra_after=("RETR 1", b"+OK stray\r\n")))
     site = await open_site(tmp_path, remote(server.host, server.port))
     result = await poll(site)
-    assert "RETR 2" in result.detail and "out of step" in result.detail
+    # Pipelined, RETR 1 is followed by UIDL 1, whose answer proves RETR 1's.
+    assert "UIDL 1" in result.detail and "out of step" in result.detail
+    await site.close()
+
+
+WHOLE_ANSWER_OF_A = b"+OK 60 octets\r\nFrom: sender@isp.test\r\nSubject: message a\r\n\r\nbody of a\r\n.\r\n"
+
+
+@pytest.mark.parametrize("leave", [True, False], ids=["leave", "delete"])
+@pytest.mark.parametrize(
+    "shape",
+    ["answer-sent-twice", "early-end", "never-ends"],
+)
+async def test_an_answer_out_of_step_under_pipelining_delivers_nothing_under_the_wrong_uid(
+    pop3_server, tmp_path, shape, leave
+):
+    # Given a pipelining server whose answer to RETR 1 is followed by the
+    # whole of it again, or ends early at a line "." it did not stuff (the
+    # rest looking like an answer), or never ends -- each moves every later
+    # answer by one, so message 2's answer would be read for message 3,
+    a = msg("a")
+    faults = Faults()
+    if shape == "answer-sent-twice":
+        faults = Faults(extra_after=("RETR 1", WHOLE_ANSWER_OF_A))
+    elif shape == "early-end":
+        a = Message("a", a.data, wire=a.data.replace(b"\r\n\r\n", b"\r\n.\r\n+OK 9 octets\r\n\r\n", 1))
+    else:  # a "." before the terminator makes it a stuffed line: the answer goes on
+        a = Message("a", a.data, wire=a.data + b".")
+    server = await pop3_server([a, msg("b"), msg("c")], faults=faults)
+    site = await open_site(tmp_path, remote(server.host, server.port, leave=leave))
+    # when we poll,
+    result = await poll(site)
+    # then the poll fails as protocol-error before delivering anything --
+    # message 1 too, since what came after it may be the rest of it -- no
+    # UID is remembered and nothing leaves the server,
+    assert result.error == "protocol-error", result
+    assert "out of step" in result.detail, result.detail
+    assert delivered(tmp_path) == []
+    assert server.uids() == ["a", "b", "c"]
+    await site.close()
+
+
+async def test_after_an_answer_sent_twice_the_next_poll_of_an_honest_server_delivers_each_message_once(
+    pop3_server, tmp_path
+):
+    # Given a server that answered RETR 1 twice in one session,
+    server = await pop3_server([msg("a"), msg("b"), msg("c")],
+                               faults=Faults(extra_after=("RETR 1", WHOLE_ANSWER_OF_A)))
+    site = await open_site(tmp_path, remote(server.host, server.port, leave=True))
+    assert (await poll(site)).error == "protocol-error"
+    # when it behaves and we poll again,
+    server.faults.extra_after = None
+    result = await poll(site)
+    # then every message arrives once: none was remembered under another's UID.
+    assert result.error is None, result
+    assert subjects(tmp_path) == ["message a", "message b", "message c"]
     await site.close()
 
 
