@@ -152,6 +152,8 @@ class Poll:
     tmp_left: int  # new files left in the Maildir's tmp/
     seconds: float
     start_up: float | None  # unkilled: seconds from the start of the process to its first log line
+    stdout: str = attrs.field(default="", repr=False)  # what the poll printed (--json)
+    stderr: str = attrs.field(default="", repr=False)
 
 
 class KillSite:
@@ -159,12 +161,19 @@ class KillSite:
     declarative file, ``rpop apply``): one [[remote]] record for the Dovecot
     mailbox, delivering to ``target``, logging everything to one file.
 
-    ``env``: the environment of every rpop command (None: this process's)."""
+    ``env``: the environment of every rpop command (None: this process's).
+    ``remote``: the Dovecot user and password the record polls;
+    ``address``: the ``host:port`` it connects to (None: Dovecot's POP3
+    port; another harness puts a proxy there); ``record``: the record's
+    table, instead of that one (another harness's server, no Dovecot)."""
 
-    def __init__(self, folder: Path, dovecot: Dovecot, target: str, leave: bool, env: dict | None = None):
+    def __init__(self, folder: Path, dovecot: Dovecot | None, target: str, leave: bool, env: dict | None = None, *,
+                 remote: tuple[str, str] = (REMOTE_USER, REMOTE_PASSWORD), address: str | None = None,
+                 record: str | None = None):
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
         self.folder, self.dovecot, self.target, self.leave, self.env = folder, dovecot, target, leave, env
+        self.remote_user, password = remote
         self.config = folder / "rpop.toml"
         self.log = folder / "rpop.log"
         self.rpop("init", folder)
@@ -176,6 +185,16 @@ class KillSite:
             site = site.replace(maildir, f'[delivery]\nplugin = "lmtp"\nhost = "{dovecot.host}"\n'
                                          f'port = {dovecot.lmtp_port}\n')
         self.config.write_text(site)
+        record = record or f"""\
+[[remote]]
+owner = "{LOCAL_USER}@{DOMAIN}"
+account = "{self.remote_user}"
+password = "{password}"
+host = "{address or f'{dovecot.host}:{dovecot.pop3_port}'}"
+starttls = "never"
+auth = "userpass"
+leave = {"true" if leave else "false"}
+"""
         (folder / "decl.toml").write_text(f"""\
 [rpop]
 allow_self_poll = true   # the mailbox is on this machine
@@ -185,15 +204,7 @@ log_level = "all"
 name = "{DOMAIN}"
 accounts = ["{LOCAL_USER}", "postmaster"]
 
-[[remote]]
-owner = "{LOCAL_USER}@{DOMAIN}"
-account = "{REMOTE_USER}"
-password = "{REMOTE_PASSWORD}"
-host = "{dovecot.host}:{dovecot.pop3_port}"
-starttls = "never"
-auth = "userpass"
-leave = {"true" if leave else "false"}
-""")
+{record}""")
         self.rpop("-c", self.config, "apply", folder / "decl.toml")
 
     def rpop(self, *args) -> str:
@@ -215,26 +226,26 @@ leave = {"true" if leave else "false"}
 
     def fill(self, trial: int, count: int, rng: random.Random) -> set[Marker]:
         """Put ``count`` new messages on the server; their markers."""
-        self.dovecot.put_many(REMOTE_USER, (message(trial, n, rng) for n in range(count)))
+        self.dovecot.put_many(self.remote_user, (message(trial, n, rng) for n in range(count)))
         return {(trial, n) for n in range(count)}
 
     def delivered(self) -> collections.Counter[Marker]:
         return marker_counts(self.maildir)
 
     def on_server(self) -> collections.Counter[Marker]:
-        return marker_counts(self.dovecot.maildir(REMOTE_USER))
+        return marker_counts(self.dovecot.maildir(self.remote_user))
 
     def finished(self, expected: set[Marker]) -> bool:
         """Nothing left to do: the server drained (leave = false), or every
         message delivered (leave = true)."""
         if self.leave:
             return expected <= self.delivered().keys()
-        return self.dovecot.count(REMOTE_USER) == 0
+        return self.dovecot.count(self.remote_user) == 0
 
     def empty_mailboxes(self) -> None:
         """Remove every message, delivered and on the server, for a new trial
         (no poll runs now; Dovecot notices at the next session)."""
-        for maildir in (self.maildir, self.dovecot.maildir(REMOTE_USER)):
+        for maildir in (self.maildir, self.dovecot.maildir(self.remote_user)):
             for sub in ("new", "cur", "tmp"):
                 for entry in os.scandir(maildir / sub) if (maildir / sub).is_dir() else ():
                     os.unlink(entry.path)
@@ -245,15 +256,17 @@ leave = {"true" if leave else "false"}
 
     # -- polling -----------------------------------------------------------
 
-    def poll(self, kill: KillAt | None = None, kill_when: Callable[[str], bool] | None = None) -> Poll:
-        """Run ``rpop poll --once``; SIGKILL it at ``kill``, or as soon as
-        ``kill_when(log text)`` is true; with neither it may run up to
-        POLL_TIMEOUT."""
+    def poll(self, kill: KillAt | None = None, kill_when: Callable[[str], bool] | None = None, *,
+             json: bool = True) -> Poll:
+        """Run ``rpop poll --once`` (``--json`` unless told); SIGKILL it at
+        ``kill``, or as soon as ``kill_when(log text)`` is true; with
+        neither it may run up to POLL_TIMEOUT."""
         self.log.write_bytes(b"")
         tmp_before = self._tmp_files()
         started, clock = time.time(), time.monotonic()
         # A session of its own: the SIGKILL reaches whatever the poll started.
-        process = subprocess.Popen([*rpop_command(), "-c", str(self.config), "poll", "--once", "--json"],
+        process = subprocess.Popen([*rpop_command(), "-c", str(self.config), "poll", "--once",
+                                    *(["--json"] if json else [])],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    start_new_session=True)
         planned = kill is not None or kill_when is not None
@@ -281,6 +294,8 @@ leave = {"true" if leave else "false"}
             tmp_left=len(self._tmp_files() - tmp_before),
             seconds=seconds,
             start_up=_logged_at(lines[0]) - started if lines and not killed else None,
+            stdout=stdout,
+            stderr=stderr,
         )
 
     def log_text(self) -> str:
