@@ -54,6 +54,28 @@ def _read_key(path: Path) -> Fernet:
         ) from None
 
 
+def _read_password_file(path: str) -> str:
+    """The first line of a ``password_file``.  One every user may read is
+    refused, as fetchmail refuses such an rc file: the password would be
+    everyone's (a group of rpop's own may read it: mode 640)."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            raw = f.read()
+    except OSError as exc:
+        raise errors.SecretUnavailable(f"cannot read password_file {path}: {exc.strerror}") from None
+    if mode & 0o007:
+        raise errors.SecretUnavailable(
+            f"password_file {path} is open to every user (mode {stat.S_IMODE(mode):04o}); "
+            f"make it readable by rpop only: chmod 600 {path}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.SecretUnavailable(f"password_file {path} is not UTF-8 text; save it as UTF-8") from None
+    return text.splitlines()[0] if text else ""
+
+
 class Keyring:
     """Encrypts and reveals secrets with the key in ``key_file``.  The key is
     read lazily, so commands that touch no secret work without it.
@@ -108,12 +130,7 @@ class Keyring:
                 raise errors.SecretUnavailable(f"the environment variable {ref.value} (password_env) is not set")
             return value
         if ref.source == "file":
-            try:
-                return Path(ref.value).read_text("utf-8").splitlines()[0] if Path(ref.value).stat().st_size else ""
-            except OSError as exc:
-                raise errors.SecretUnavailable(f"cannot read password_file {ref.value}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise errors.SecretUnavailable(f"password_file {ref.value} is not UTF-8 text; save it as UTF-8") from None
+            return _read_password_file(ref.value)
         try:
             return self._any_key().decrypt(ref.value.encode()).decode()
         except errors.ConfigError as exc:

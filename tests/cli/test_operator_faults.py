@@ -142,6 +142,7 @@ def test_a_key_file_other_users_can_read_is_refused_as_ssh_refuses_a_private_key
 def test_a_password_file_that_is_not_utf8_fails_its_record_not_rpop(site, threaded_pop3):
     server = threaded_pop3([], user="alice.smith", password="pw")
     (site / "password").write_bytes("p\u00e4ss\n".encode("latin-1"))
+    (site / "password").chmod(0o600)
     decl = site / "decl.toml"
     decl.write_text(DECL.format(port=server.port, password="x").replace('password = "x"', 'password_file = "password"'))
     assert run_rpop("-c", site / "rpop.toml", "apply", decl).returncode == 0
@@ -150,6 +151,25 @@ def test_a_password_file_that_is_not_utf8_fails_its_record_not_rpop(site, thread
     assert json_out(polled)[0]["error"] == "secret-unavailable"
     (row,) = json_out(run_rpop("-c", site / "rpop.toml", "status", "--json"))
     assert "is not UTF-8 text" in row["detail"]
+
+
+def test_a_password_file_every_user_can_read_is_refused_naming_chmod(site, threaded_pop3):
+    # Given a record whose password_file every user of the machine can read,
+    server = threaded_pop3([], user="alice.smith", password="pw")
+    (site / "password").write_text("pw\n")
+    (site / "password").chmod(0o644)
+    decl = site / "decl.toml"
+    decl.write_text(DECL.format(port=server.port, password="x").replace('password = "x"', 'password_file = "password"'))
+    assert run_rpop("-c", site / "rpop.toml", "apply", decl).returncode == 0
+    # when it is polled, its poll fails without sending it, saying how to fix it,
+    polled = run_rpop("-c", site / "rpop.toml", "poll", "--once", "--json")
+    assert json_out(polled)[0]["error"] == "secret-unavailable" and server.sessions_total == 0
+    (row,) = json_out(run_rpop("-c", site / "rpop.toml", "status", "--json"))
+    assert "open to every user (mode 0644)" in row["detail"] and f"chmod 600 {site / 'password'}" in row["detail"]
+    # and readable by its owner and group only, it is used.
+    (site / "password").chmod(0o640)
+    polled = run_rpop("-c", site / "rpop.toml", "poll", "--once", "--json")
+    assert json_out(polled)[0]["error"] is None, polled.stdout
 
 
 @pytest.mark.parametrize(

@@ -361,6 +361,7 @@ async def test_a_record_another_process_is_polling_is_not_polled_twice(pop3_serv
 async def test_password_from_the_environment_or_a_file_is_read_at_poll_time(pop3_server, tmp_path, monkeypatch):
     server = await pop3_server([msg("a"), msg("b")], password="from-elsewhere", user=None, lock=False)
     (tmp_path / "secret.txt").write_text("from-elsewhere\n")
+    (tmp_path / "secret.txt").chmod(0o600)
     records = (remote(server.host, server.port, password_env="ALICE_POP_PASSWORD").replace('password = "pass"\n', "")
                + remote(server.host, server.port, owner="bob@example.test", account="bob", password_file="secret.txt",
                       leave=True)
