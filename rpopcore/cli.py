@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["rotate"])
     p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p = sub.add_parser("import", help="print a declarative file made from a fetchmail, getmail6 or mpop configuration")
+    p.add_argument("format", choices=["fetchmailrc", "getmailrc", "mpoprc"],
+                   help="the other tool's file format (getmailrc: one rc file per mailbox)")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the tool's configuration files")
+    p.add_argument("--uids", type=Path, action="append", default=[], metavar="UIDFILE",
+                   help="the tool's UID file (.fetchids, getmail's oldmail-*, mpop's uidls; repeatable): "
+                        "stored in SITE's state so that mail the tool left on the server is not retrieved again")
+    p.add_argument("--domain", help="the local domain of bare local user names (default: the site's main domain)")
+    p.add_argument("--owner", metavar="ADDRESS",
+                   help="the local owner of mailboxes a file names no local user for (default: the file's owner)")
     return parser
 
 
@@ -217,6 +227,8 @@ async def _dispatch(args) -> int:
             print(f"re-encrypted {count} secrets under a new key in {site.keyring.key_file}; "
                   f"the old key is kept in {site.keyring.previous_file}: delete it once you are sure")
             return EXIT_OK
+        if args.command == "import":
+            return await _import(site, args)
         if args.command == "run":
             from rpopcore.scheduler import run_daemon
 
@@ -224,6 +236,21 @@ async def _dispatch(args) -> int:
     finally:
         await site.close()
     return EXIT_BAD_INPUT
+
+
+async def _import(site, args) -> int:
+    from rpopcore.importers import run_import
+
+    report = await run_import(site, args.format, args.files, args.uids, domain=args.domain, owner=args.owner)
+    print(report.text, end="")
+    sys.stdout.flush()
+    for line in report.warnings:
+        print(f"rpop: {line}", file=sys.stderr)
+    uids = (f"; stored {_count(report.uids_stored, 'UID')} of {_count(report.uid_mailboxes, 'mailbox')}"
+            if args.uids else "")
+    print(f"rpop: imported {_count(report.mailboxes, 'mailbox')}{uids}; review the file, then: "
+          f"rpop -c {args.config} apply FILE", file=sys.stderr)
+    return EXIT_OK
 
 
 def _init(folder: Path) -> int:
@@ -284,7 +311,8 @@ def _print_apply(path: Path, report: ApplyReport) -> None:
 
 
 def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
+    plural = noun + ("es" if noun.endswith(("x", "s")) else "s")
+    return f"{number} {noun if number == 1 else plural}"
 
 
 def _print_poll(results, as_json: bool) -> None:
