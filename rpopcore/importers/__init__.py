@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import attrs
 
-from rpopcore import errors
 from rpopcore.importers import fetchmail, getmail, mpop
 from rpopcore.importers.model import Delivery, ImportedMailbox, LocalNames, Note, UidList
 from rpopcore.importers.writer import render
@@ -62,10 +61,14 @@ async def run_import(
     settings = await site.store.load_settings()
     directory = await site.store.load_directory()
     main = directory.main_domain
-    domain = (domain or (main.name if main else "") or _host_domain()).lower()
+    notes: list[Note] = []
+    if not domain and not main:
+        domain = _host_domain()
+        notes.append(Note("--domain", "not given", f"the site has no [[domain]]: local users are taken to be in "
+                                                   f"{domain}; give --domain to choose the local domain"))
+    domain = (domain or main.name).lower()
     mailboxes: list[ImportedMailbox] = []
     deliveries: list[Delivery] = []
-    notes: list[Note] = []
     seen: dict[str, str] = {}
     for path in files:
         local = LocalNames(domain=domain, default_owner=_owner(owner, path, domain))
@@ -75,6 +78,7 @@ async def run_import(
             deliveries.append(delivery)
             notes += delivery.notes
         for mailbox in imported.mailboxes:
+            mailbox = _usable_ca_file(mailbox)
             if mailbox.mailbox in seen:
                 notes.append(Note(mailbox.source, f"{mailbox.label} ({mailbox.mailbox})",
                                   f"the same mailbox as {seen[mailbox.mailbox]}: imported once"))
@@ -114,6 +118,16 @@ async def _store_uids(site, parser, uid_files, known: set[str]) -> tuple[int, in
     return stored, mailboxes, warnings
 
 
+def _usable_ca_file(mailbox: ImportedMailbox) -> ImportedMailbox:
+    """A CA file that is not on this machine would make the whole file
+    fail to apply: it is left out, and said so."""
+    if not mailbox.ca_file or Path(mailbox.ca_file).expanduser().is_file():
+        return attrs.evolve(mailbox, ca_file=str(Path(mailbox.ca_file).expanduser()) if mailbox.ca_file else "")
+    note = Note(mailbox.source, f"CA file {mailbox.ca_file}", "not found on this machine: left out (the system's "
+                                                              "CAs verify); copy it here and set ca_file")
+    return attrs.evolve(mailbox, ca_file="", notes=mailbox.notes + (note,))
+
+
 def _with_local_users(directory: Directory, mailboxes: Sequence[ImportedMailbox]) -> Directory:
     """The directory with every local user an imported mailbox names added
     to its domain's accounts (a domain is added when missing)."""
@@ -147,9 +161,8 @@ def _owner(given: str | None, path: Path, domain: str) -> str:
 
 
 def _host_domain() -> str:
-    """This machine's domain, for local users of a site without domains."""
+    """This machine's domain, for the local users of a site without
+    domains; ``localhost`` when the machine has no domain name (fetchmail's
+    own default for local delivery)."""
     name = socket.getfqdn().strip(".").lower()
-    if not name or name == "localhost":
-        raise errors.ConfigError("the site has no [[domain]] and this machine's name is not a mail domain; "
-                                 "give --domain example.org")
-    return name
+    return name if "." in name and not name.startswith("localhost") else "localhost"

@@ -350,9 +350,16 @@ def _option(stream, i, options: _Options, path) -> int:
             raise errors.ConfigError(f"{path}:{tok.line}: {tok.text!r} needs a value")
         options.set(key, stream[i].text, tok.line)
         return i + 1
-    values = []
+    values: list[str] = []
+    joining = False
     while i < len(stream) and (stream[i].quoted or stream[i].word not in KEYWORDS):
-        values.append(stream[i].text)
+        text = stream[i].text
+        # 'hurkle'='happy' maps a server name to a local one, in up to three words
+        if values and (joining or text.startswith("=")):
+            values[-1] += text
+        else:
+            values.append(text)
+        joining = text.endswith("=")
         i += 1
     if i < len(stream) and stream[i].word == "here" and key == "is":
         i += 1
@@ -469,11 +476,10 @@ def _mailbox(poll: _Poll, user: _User, options: _Options, path: str, local: Loca
     timeout = _number(values["timeout"], f"{path}:{lines['timeout']}", "timeout") if "timeout" in values else None
     for key in sorted(set(values) - _READ, key=lambda k: lines[k]):
         note(key)
-    if protocol == "auto":
-        notes.append(Note(f"{path}:{poll.line}", f"poll {poll.name}" + (" protocol auto" if "protocol" in values else ""),
-                          "imported as POP3 (rpop polls POP3 only)"))
+    if protocol == "auto" and "protocol" in values:
+        notes.append(Note(f"{path}:{lines['protocol']}", "protocol auto", "imported as POP3 (rpop polls POP3 only)"))
     mailbox = ImportedMailbox(
-        source=f"{path}:{poll.line}",
+        source=where,
         label=poll.name,
         account=remote,
         host=host,

@@ -117,8 +117,8 @@ def parse(path: Path, local: LocalNames) -> Imported:
         if index.strip() not in ("", "1"):
             notes.append(Note(where, f"envelope_recipient = {retriever['envelope_recipient']}",
                               f"rpop reads the first {header.strip()} field, not field {index.strip()}"))
-        notes.append(Note(where, f"type = {kind}", f"recipients are taken to be in {local.domain} (give --domain); "
-                                                    "list the domain's users in [[domain]] accounts"))
+        domains, accounts, sorter_notes = _sorted_locals(parser, name, local.domain)
+        notes += sorter_notes
     options = dict(parser.items("options")) if parser.has_section("options") else {}
     for key in sorted(set(options) - {"delete"}):
         notes.append(Note(f"{name}: [options]", f"{key} = {options[key]}",
@@ -135,6 +135,7 @@ def parse(path: Path, local: LocalNames) -> Imported:
         host=host,
         owner=owner,
         domains=domains,
+        accounts=accounts if multidrop else (),
         password=password,
         leave=not _boolean(options.get("delete", "false")),
         apop=_boolean(retriever.get("use_apop", "false")),
@@ -150,7 +151,38 @@ def parse(path: Path, local: LocalNames) -> Imported:
 
 
 _PLACEHOLDERS = {"%(recipient)s": "{recipient}", "%(sender)s": "{sender}", "%(local)s": "{localpart}",
-                 "%(domain)s": "{domain}", "%%": "%"}
+                 "%(domain)s": "{domain}", "%(recipient)": "{recipient}", "%(sender)": "{sender}",
+                 "%(local)": "{localpart}", "%(domain)": "{domain}", "%%": "%"}
+_ADDRESS = re.compile(r"[a-z0-9._+-]+@[a-z0-9.-]+")
+
+
+def _sorted_locals(parser, path: str, default_domain: str):
+    """The local addresses a MultiSorter (or MultiGuesser) destination
+    names: plain addresses become accounts of their domains; a pattern that
+    is not one address becomes a note."""
+    where = f"{path}: [destination]"
+    sorter = dict(parser.items("destination")) if parser.has_section("destination") else {}
+    notes = []
+    found: dict[str, set[str]] = {}
+    if sorter.get("type", "").strip() in ("MultiSorter", "MultiGuesser") and "locals" in sorter:
+        for entry in _tuple(sorter["locals"], where):
+            pattern = entry[0] if isinstance(entry, tuple) else entry
+            plain = str(pattern).strip().lstrip("^").rstrip("$").replace("\\.", ".").lower()
+            if _ADDRESS.fullmatch(plain):
+                local, _, domain = plain.partition("@")
+                found.setdefault(domain, set()).add(local)
+            else:
+                notes.append(Note(where, f"locals pattern {pattern}", "not one address: list the addresses it "
+                                  "matches as accounts or aliases in [[domain]]"))
+    if not found:
+        notes.append(Note(where, "multidrop", f"recipients are taken to be in {default_domain} (give --domain); "
+                                              "list the domain's users in [[domain]] accounts"))
+        return (default_domain,), (), notes
+    accounts = tuple(sorted({a for names in found.values() for a in names}))
+    if len(found) > 1:
+        notes.append(Note(where, "locals", "addresses of several domains: each domain gets every local name; "
+                                           "check the [[domain]] accounts"))
+    return tuple(sorted(found)), accounts, notes
 
 
 def _delivery(parser, path: str) -> Delivery:
@@ -186,12 +218,14 @@ def _shell_word(text: str) -> str:
 def _tuple(text: str, where: str) -> tuple[str, ...]:
     try:
         value = ast.literal_eval(text.strip() or "()")
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         raise errors.ConfigError(f"{where}: arguments = {text} is not a tuple of quoted strings; "
                                  "write arguments = (\"-d\", \"%(local)s\")") from None
     if isinstance(value, str):
         value = (value,)
-    return tuple(str(v) for v in value)
+    if not isinstance(value, (tuple, list)):
+        raise errors.ConfigError(f"{where}: {text} is not a tuple of quoted strings")
+    return tuple(v if isinstance(v, tuple) else str(v) for v in value)
 
 
 _OLDMAIL = re.compile(r"oldmail-(?P<server>.+?)-(?P<port>\d+)-(?P<user>.+)")

@@ -26,7 +26,7 @@ class Note:
     why: str
 
     def line(self) -> str:
-        return f"{self.where}: {self.option!r}: {self.why}"
+        return f"{self.where}: '{self.option}': {self.why}"
 
 
 @attrs.frozen

@@ -79,7 +79,7 @@ def _accounts(text: str, path: str) -> list[_Account]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        command, _, rest = line.partition(" ") if " " in line else line.partition("\t")
+        command, rest = (line.split(None, 1) + [""])[:2]
         command = command.lower()
         argument = _argument(rest)
         if command == "defaults":
