@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["rotate"])
     p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p = sub.add_parser("probe", help="show what a POP3 server offers (greeting, CAPA, TLS, certificate, auth), without logging in")
+    p.add_argument("target", metavar="HOST[:PORT]", help="the server; the port defaults to 110, or 995 with --tls")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="TLS from the first byte (pop3s, port 995)")
+    tls.add_argument("--starttls", action="store_true", help="require STLS (by default it is used when offered)")
+    p.add_argument("--ca-file", default="", metavar="FILE", help="verify the certificate against this PEM CA bundle "
+                                                               "instead of the system's CAs")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this long (default 30)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("import", help="print a declarative file made from a fetchmail, getmail6 or mpop configuration")
     p.add_argument("format", choices=["fetchmailrc", "getmailrc", "mpoprc"],
                    help="the other tool's file format (getmailrc: one rc file per mailbox)")
@@ -200,6 +209,8 @@ async def _dispatch(args) -> int:
         return await run_demo(keep=args.keep)
     if args.command == "plugins":
         return _plugins(args.json)
+    if args.command == "probe":
+        return await _probe(args)
     from rpopcore.service import Site
 
     site = await Site.open(Path(args.config))
@@ -236,6 +247,20 @@ async def _dispatch(args) -> int:
     finally:
         await site.close()
     return EXIT_BAD_INPUT
+
+
+async def _probe(args) -> int:
+    from rpopcore.plugins import plugin_manager
+    from rpopcore.probe import probe, render
+
+    mechanisms = [m for contributed in plugin_manager().hook.rpop_auth_mechanisms() for m in contributed]
+    report = await probe(args.target, implicit_tls=args.tls, require_starttls=args.starttls, ca_file=args.ca_file,
+                         timeout=args.timeout, mechanisms=mechanisms)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(render(report), end="")
+    return EXIT_FAILED if report.error else EXIT_OK
 
 
 async def _import(site, args) -> int:
