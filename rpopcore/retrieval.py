@@ -138,6 +138,12 @@ async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
         await ctx.store.release_lease(record.id, holder)
 
 
+async def logged_in(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog) -> Pop3Client:
+    """A session with the record's mailbox, logged in, for work that
+    retrieves nothing (``poll --check``); the caller closes it."""
+    return await _Session(ctx, record, rlog, f"{HOLDER}:check").open()
+
+
 async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog, holder: str) -> PollResult:
     started = ctx.clock()
     session = _Session(ctx, record, rlog, holder)
@@ -241,6 +247,24 @@ class _Session:
         self.seen_in_poll: set[tuple[str, str]] = set()
 
     async def run(self) -> None:
+        client = await self.open()
+        try:
+            await self._retrieve(client)
+            await client.quit()
+        finally:
+            await client.close()
+        if self.delivery_error is not None:
+            raise self.delivery_error
+        if self.refusals.confirmed:
+            number, text = self.refusals.confirmed[0]
+            raise errors.ServerRefused(
+                f"the server refused to hand over {len(self.refusals.confirmed)} of the messages it listed "
+                f"(RETR {number}: -ERR {text}); they stay on the server"
+            )
+
+    async def open(self) -> Pop3Client:
+        """Connect, start TLS as the record says, and log in; the caller
+        closes the client."""
         ctx, record = self.ctx, self.record
         secret = ctx.keyring.reveal(record.secret)
         host, port = record.address
@@ -278,18 +302,10 @@ class _Session:
             )
             used = await auth.login(client, context, ctx.mechanisms, secret, self.log)
             self._warn_cleartext(used, client)
-            await self._retrieve(client)
-            await client.quit()
-        finally:
+        except BaseException:
             await client.close()
-        if self.delivery_error is not None:
-            raise self.delivery_error
-        if self.refusals.confirmed:
-            number, text = self.refusals.confirmed[0]
-            raise errors.ServerRefused(
-                f"the server refused to hand over {len(self.refusals.confirmed)} of the messages it listed "
-                f"(RETR {number}: -ERR {text}); they stay on the server"
-            )
+            raise
+        return client
 
     async def _store_secret(self, name: str, value: str) -> None:
         """Seal ``value`` and store it as the record's ``table.key`` secret

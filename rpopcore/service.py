@@ -196,19 +196,7 @@ class Site:
         """Poll now, ignoring due times and failure delays (an explicit
         request) but obeying ``processors``: every enabled record, or exactly
         the records named (disabled or not)."""
-        records = await self.store.list_records()
-        if record_ids is not None:
-            wanted = list(record_ids)
-            by_id = {r.id: r for r in records}
-            missing = [i for i in wanted if i not in by_id]
-            if missing:
-                raise errors.ConfigError(
-                    f"no record with id {', '.join(map(str, missing))}; 'rpop status' lists the records"
-                )
-            records = [by_id[i] for i in wanted]
-        else:
-            records = [r for r in records if r.poll_every is not None]
-        self.check_key(records)
+        records = await self._chosen_records(record_ids)
         agent = self.delivery_agent()
         relay = self.relay_agent()
         try:
@@ -227,6 +215,34 @@ class Site:
             await agent.close()
             if relay is not None:
                 await relay.close()
+
+    async def check(self, record_ids: Iterable[int] | None = None) -> list:
+        """What is new on each server (``poll --check``): the records
+        :meth:`poll_once` would poll, logged in to and listed, nothing
+        retrieved or changed.  Returns one :class:`rpopcore.check.CheckResult` per record."""
+        from rpopcore.check import check_records
+
+        records = await self._chosen_records(record_ids)
+        ctx = await self.poll_context(agent=None)
+        return await check_records(ctx, records)
+
+    async def _chosen_records(self, record_ids: Iterable[int] | None) -> list[RemoteRecord]:
+        """Every enabled record, or exactly the records named (disabled or
+        not), with the key checked if any stores a secret."""
+        records = await self.store.list_records()
+        if record_ids is not None:
+            wanted = list(record_ids)
+            by_id = {r.id: r for r in records}
+            missing = [i for i in wanted if i not in by_id]
+            if missing:
+                raise errors.ConfigError(
+                    f"no record with id {', '.join(map(str, missing))}; 'rpop status' lists the records"
+                )
+            records = [by_id[i] for i in wanted]
+        else:
+            records = [r for r in records if r.poll_every is not None]
+        self.check_key(records)
+        return records
 
     def check_key(self, records) -> None:
         """A missing or wrong key file is bad input (exit 2) when any record
