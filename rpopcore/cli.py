@@ -257,7 +257,10 @@ async def _dispatch(args) -> int:
             ids = await _selected(site, args.record) if args.record else None
             if args.check:
                 return await _check(site, ids, args.json)
-            results = await site.poll_once(ids)
+            from rpopcore.progress import for_terminal
+
+            progress = None if args.json or args.quiet else for_terminal(sys.stderr)
+            results = await site.poll_once(ids, progress=progress)
             _print_poll(results, args.json)
             return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
         if args.command == "status":

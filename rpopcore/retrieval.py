@@ -37,7 +37,7 @@ import socket
 import ssl
 import time
 import uuid
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import attrs
 
@@ -62,6 +62,9 @@ from rpopcore.pop3.responses import StatusLine
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import refuse_self_poll
 from rpopcore.state import StateStore
+
+if TYPE_CHECKING:
+    from rpopcore.progress import PollProgress
 
 log = logging.getLogger("rpop.retrieval")
 
@@ -100,6 +103,7 @@ class PollContext:
     bouncer: Bouncer | None = None  # reports for "report on failure" recipients
     relay: DeliveryAgent | None = None  # non-local recipients, when a relay is configured
     stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
+    progress: "PollProgress | None" = None  # told of each message, for a terminal's progress bars
     cleartext_warned: set = attrs.field(factory=set)
     _routes: dict = attrs.field(factory=dict, init=False, repr=False)
     #: Shared by every poll of this context: concurrent polls' copies are
@@ -149,7 +153,11 @@ async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.Record
     session = _Session(ctx, record, rlog, holder)
     error: errors.RpopError | None = None
     try:
-        await session.run()
+        try:
+            await session.run()
+        finally:
+            if ctx.progress is not None:
+                ctx.progress.finished(record.id)
     except errors.PollError as exc:
         error = exc
     except errors.ConfigError as exc:
@@ -372,6 +380,9 @@ class _Session:
                 # Delivered on an earlier poll whose QUIT never happened.
                 deletes.extend(n for n in range(1, count + 1) if uids[n] in seen)
         self.log.log(logs.PROTOCOL, "%d messages, %d new", count, len(fetch))
+        if ctx.progress is not None and fetch:
+            _, sizes = await client.stat_and_list()  # the bytes to come, for the progress bar
+            ctx.progress.started(record.id, self.mailbox, len(fetch), sum(sizes.get(n, 0) for n in fetch))
         window = PIPELINE_WINDOW if client.capabilities.pipelining else 1
         outstanding: collections.deque[tuple[str, int]] = collections.deque()
         # Deliveries run while the next messages arrive; each settles (UID
@@ -465,6 +476,8 @@ class _Session:
             return None
         spool.finish()
         self.retrieved += 1
+        if self.ctx.progress is not None:
+            self.ctx.progress.retrieved(self.record.id, spool.size)
         return RetrievedMessage(uid, number, spool)
 
     async def _deliver_and_remember(self, message: RetrievedMessage) -> tuple[int, bool]:

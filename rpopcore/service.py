@@ -172,7 +172,8 @@ class Site:
         return _make(factory, {"host": host, "port": port}, self.config)
 
     async def poll_context(
-        self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None
+        self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None,
+        progress=None,
     ) -> PollContext:
         directory = await self.store.load_directory()
         main = directory.main_domain
@@ -188,19 +189,21 @@ class Site:
             mechanisms=self.mechanisms(),
             stop=stop,
             cleartext_warned=self.cleartext_warned,
+            progress=progress,
         )
 
     # --- polling ------------------------------------------------------------
 
-    async def poll_once(self, record_ids: Iterable[int] | None = None) -> list[PollResult]:
+    async def poll_once(self, record_ids: Iterable[int] | None = None, progress=None) -> list[PollResult]:
         """Poll now, ignoring due times and failure delays (an explicit
         request) but obeying ``processors``: every enabled record, or exactly
-        the records named (disabled or not)."""
+        the records named (disabled or not).  ``progress``
+        (:class:`rpopcore.progress.PollProgress`) is told of each message."""
         records = await self._chosen_records(record_ids)
         agent = self.delivery_agent()
         relay = self.relay_agent()
         try:
-            ctx = await self.poll_context(agent, relay=relay)
+            ctx = await self.poll_context(agent, relay=relay, progress=progress)
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
             refuse_outside_schedule(ctx.settings)

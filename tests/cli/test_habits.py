@@ -108,3 +108,47 @@ def test_poll_json_carries_the_detail_and_tables_fit_long_names(site, rpop, thre
         for title in ("KIND", "OWNER", "ACCOUNT@HOST", "CERT", "EVERY", "LAST"):
             start = header.index(title)
             assert line[start - 2:start] == "  " and line[start] != " ", (title, line)
+
+
+def run_on_terminal(argv: list[str]) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal, as a person at a shell does;
+    returns the exit status and what the terminal showed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))  # 30 rows, 120 columns
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal is closed once the process is gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    process.wait(60)
+    os.close(master)
+    return process.returncode, shown.decode("utf-8", "replace")
+
+
+def test_a_first_download_shows_progress_on_a_terminal_and_nowhere_else(site, rpop, threaded_pop3):
+    from tests.cli.conftest import rpop_command
+
+    server = threaded_pop3([message(f"m{n}", 2000) for n in range(5)], user="alice.smith", password="pw")
+    config = setup(site, rpop, server.port)
+    status, shown = run_on_terminal([rpop_command(), "-c", str(config), "poll", "--once", "--record", "1"])
+    assert status == 0, shown
+    assert "record 1 alice.smith@127.0.0.1: 5/5 messages 100%" in shown
+    assert "left]" in shown  # the time left, and the rate before it
+
+    server.mailbox.append(message("later", 10))
+    piped = rpop("-c", config, "poll", "--once", "--record", "1")
+    assert piped.returncode == 0, piped.stderr
+    assert "messages" not in piped.stderr and "%|" not in piped.stderr  # not a terminal: no progress at all
