@@ -64,6 +64,7 @@ from rpopcore.selfpoll import refuse_self_poll
 from rpopcore.state import StateStore
 
 if TYPE_CHECKING:
+    from rpopcore.metrics import Metrics
     from rpopcore.progress import PollProgress
 
 log = logging.getLogger("rpop.retrieval")
@@ -104,6 +105,7 @@ class PollContext:
     relay: DeliveryAgent | None = None  # non-local recipients, when a relay is configured
     stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
     progress: "PollProgress | None" = None  # told of each message, for a terminal's progress bars
+    metrics: "Metrics | None" = None  # the daemon's Prometheus figures
     cleartext_warned: set = attrs.field(factory=set)
     _routes: dict = attrs.field(factory=dict, init=False, repr=False)
     #: Shared by every poll of this context: concurrent polls' copies are
@@ -478,6 +480,8 @@ class _Session:
         self.retrieved += 1
         if self.ctx.progress is not None:
             self.ctx.progress.retrieved(self.record.id, spool.size)
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.retrieved(spool.size)
         return RetrievedMessage(uid, number, spool)
 
     async def _deliver_and_remember(self, message: RetrievedMessage) -> tuple[int, bool]:
@@ -540,6 +544,8 @@ class _Session:
                 await ctx.store.remember_recipients(self.mailbox, message.uid, [o.recipient.address for o in complete])
         if all_complete and (done or any(o.outcome is Outcome.DELIVERED for o in outcomes)):
             self.delivered += 1
+            if ctx.metrics is not None:
+                ctx.metrics.delivered(message.spool.size)
         return all_complete
 
     async def _commit_journaled(self, uid: str | None, staged, completes: bool) -> list[RecipientOutcome]:
@@ -565,6 +571,8 @@ class _Session:
 
     def _log_outcome(self, name, outcome: RecipientOutcome) -> None:
         address = outcome.recipient.address
+        if outcome.outcome is not Outcome.DELIVERED and self.ctx.metrics is not None:
+            self.ctx.metrics.delivery_failed(outcome.outcome.value)
         if outcome.outcome is Outcome.DELIVERED:
             self.log.log(logs.MAJOR, "message %s delivered to %s", name, address)
         elif outcome.outcome is Outcome.PERMANENT:
