@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=["fetchmailrc", "getmailrc", "mpoprc"],
                    help="the other tool's file format (getmailrc: one rc file per mailbox)")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the tool's configuration files")
-    p.add_argument("--uids", type=Path, action="append", default=[], metavar="UIDFILE",
-                   help="the tool's UID file (.fetchids, getmail's oldmail-*, mpop's uidls; repeatable): "
+    p.add_argument("--uids", type=Path, action="extend", nargs="+", default=[], metavar="UIDFILE",
+                   help="the tool's UID files (.fetchids, getmail's oldmail-*, mpop's uidls; repeatable): "
                         "stored in SITE's state so that mail the tool left on the server is not retrieved again")
     p.add_argument("--domain", help="the local domain of bare local user names (default: the site's main domain)")
     p.add_argument("--owner", metavar="ADDRESS",
