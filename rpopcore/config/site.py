@@ -14,7 +14,6 @@ import attrs
 
 from rpopcore import errors, logs
 from rpopcore.config.schema import Key, file_path, read_table, read_toml, string
-from rpopcore.model import check_host
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
 SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces", "metrics")
@@ -82,6 +81,8 @@ def load_site(path: Path) -> SiteConfig:
     )
     metrics = read_table(doc.get("metrics", {}), {"listen": Key(string, "")}, f"{path}: [metrics]")
     if metrics["listen"]:
+        from rpopcore.model import check_host  # only for sites that serve metrics
+
         try:
             check_host(metrics["listen"])
         except ValueError as exc:
