@@ -34,34 +34,85 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rpop", description="Retrieve mail from remote POP3 mailboxes and deliver it locally.")
-    parser.add_argument("--version", action="version", version=f"rpop {__version__}")
-    parser.add_argument(
-        "-c", "--config", metavar="SITE.toml", default=os.environ.get("RPOP_CONFIG", "rpop.toml"),
-        help="the site file (default: $RPOP_CONFIG or ./rpop.toml)",
-    )
+    parser.add_argument("-V", "--version", action="version", version=f"rpop {__version__}",
+                        help="print the version and exit")
+    _common_options(parser, os.environ.get("RPOP_CONFIG", "rpop.toml"), 0, False)
+    # -c, -v and -q are taken after the subcommand too (rpop status -c SITE):
+    # there they override, and when absent leave, what came before it.
+    common = _Parser(add_help=False)
+    _common_options(common, argparse.SUPPRESS, argparse.SUPPRESS, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("init", help="create a site: DIR/rpop.toml, a secrets key, SQLite state, Maildir delivery")
-    p.add_argument("dir", type=Path)
-    p = sub.add_parser("apply", help="make the stored settings, domains and records what a declarative file says")
-    p.add_argument("file", type=Path)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
+
+    p = command("init", "create a site: DIR/rpop.toml, a secrets key, SQLite state, Maildir delivery")
+    p.add_argument("dir", type=Path, help="the folder of the new site (made if missing)")
+    p = command("apply", "make the stored settings, domains and records what a declarative file says")
+    p.add_argument("file", type=Path, help="the declarative file")
     p.add_argument("--dry-run", action="store_true", help="print what applying would change, and change nothing")
-    p = sub.add_parser("poll", help="poll records now")
+    p = command("poll", "poll records now")
     p.add_argument("--once", action="store_true", help="poll once and exit (the only mode; 'rpop run' polls on schedule)")
-    p.add_argument("--record", type=int, action="append", metavar="ID", help="poll only this record (repeatable)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("status", help="one row per record: last poll, error")
-    p.add_argument("--json", action="store_true")
-    sub.add_parser("run", help="the daemon: poll every record on its schedule until SIGTERM")
-    p = sub.add_parser("plugins", help="list loaded plugins")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("settings", help="the module settings in force, with their defaults")
-    p.add_argument("--json", action="store_true")
-    sub.add_parser("export", help="print the stored configuration as a declarative file (without secrets)")
-    p = sub.add_parser("secrets", help="manage the site key: 'rotate' re-encrypts every stored secret under a new key")
-    p.add_argument("action", choices=["rotate"])
-    p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
+    p.add_argument("--record", action="append", metavar="WHICH",
+                   help="poll only these records: an id, an owner's address (all their records) or "
+                        "OWNER/ACCOUNT@HOST (repeatable)")
+    p.add_argument("--check", action="store_true",
+                   help="report what is new on each server without retrieving or changing anything; exit 0 when "
+                        "there is new mail, 1 when none, 2 on an error")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (and no progress)")
+    p = command("status", "one row per record: last poll, error")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    command("run", "the daemon: poll every record on its schedule until SIGTERM")
+    p = command("plugins", "list loaded plugins")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p = command("settings", "the module settings in force, with their defaults")
+    p.add_argument("--json", action="store_true", help="print the settings as JSON")
+    command("export", "print the stored configuration as a declarative file (without secrets)")
+    p = command("secrets", "manage the site key: 'rotate' re-encrypts every stored secret under a new key")
+    p.add_argument("action", choices=["rotate"], help="rotate: make a new key and re-encrypt under it")
+    p = command("demo", "poll a sample POP3 server on loopback into a temporary Maildir")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p = command("probe", "show what a POP3 server offers (greeting, CAPA, TLS, certificate, auth), without logging in")
+    p.add_argument("target", metavar="HOST[:PORT]", help="the server; the port defaults to 110, or 995 with --tls")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="TLS from the first byte (pop3s, port 995)")
+    tls.add_argument("--starttls", action="store_true", help="require STLS (by default it is used when offered)")
+    p.add_argument("--ca-file", default="", metavar="FILE", help="verify the certificate against this PEM CA bundle "
+                                                               "instead of the system's CAs")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this long (default 30)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = command("import", "print a declarative file made from a fetchmail, getmail6 or mpop configuration")
+    p.add_argument("format", choices=["fetchmailrc", "getmailrc", "mpoprc"],
+                   help="the other tool's file format (getmailrc: one rc file per mailbox)")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the tool's configuration files")
+    p.add_argument("--uids", type=Path, action="extend", nargs="+", default=[], metavar="UIDFILE",
+                   help="the tool's UID files (.fetchids, getmail's oldmail-*, mpop's uidls; repeatable): "
+                        "stored in SITE's state so that mail the tool left on the server is not retrieved again")
+    p.add_argument("--domain", help="the local domain of bare local user names (default: the site's main domain)")
+    p.add_argument("--owner", metavar="ADDRESS",
+                   help="the local owner of mailboxes a file names no local user for (default: the file's owner)")
     return parser
+
+
+def _common_options(parser: argparse.ArgumentParser, config, verbose, quiet) -> None:
+    parser.add_argument("-c", "--config", metavar="SITE.toml", default=config,
+                        help="the site file (default: $RPOP_CONFIG or ./rpop.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=verbose,
+                        help="log more for this run only: -v protocol lines (low-level), -vv everything (all); "
+                             "the stored log_level is not changed")
+    parser.add_argument("-q", "--quiet", action="store_true", default=quiet,
+                        help="log nothing for this run (results and errors are still printed)")
+
+
+def run_log_level(stored: str, verbose: int, quiet: bool) -> str:
+    """The log level of this run: -v/-vv/-q, else the stored ``log_level``."""
+    if quiet:
+        return "none"
+    if verbose >= 2:
+        return "all"
+    if verbose == 1:
+        return "all" if stored == "all" else "low-level"
+    return stored
 
 
 class OutputLost(Exception):
@@ -190,17 +241,26 @@ async def _dispatch(args) -> int:
         return await run_demo(keep=args.keep)
     if args.command == "plugins":
         return _plugins(args.json)
+    if args.command == "probe":
+        return await _probe(args)
     from rpopcore.service import Site
 
     site = await Site.open(Path(args.config))
     try:
         settings = await site.store.load_settings()
-        site.configure_logging(settings.log_level)
+        level = run_log_level(settings.log_level, args.verbose, args.quiet)
+        site.configure_logging(level)
         if args.command == "apply":
             _print_apply(args.file, await site.apply(args.file, dry_run=args.dry_run))
             return EXIT_OK
         if args.command == "poll":
-            results = await site.poll_once(args.record)
+            ids = await _selected(site, args.record) if args.record else None
+            if args.check:
+                return await _check(site, ids, args.json)
+            from rpopcore.progress import for_terminal
+
+            progress = None if args.json or args.quiet else for_terminal(sys.stderr)
+            results = await site.poll_once(ids, progress=progress)
             _print_poll(results, args.json)
             return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
         if args.command == "status":
@@ -214,16 +274,88 @@ async def _dispatch(args) -> int:
             return EXIT_OK
         if args.command == "secrets":
             count = await site.rotate_secrets()
-            print(f"re-encrypted {count} secrets under a new key in {site.keyring.key_file}; "
+            print(f"re-encrypted {_count(count, 'secret')} under a new key in {site.keyring.key_file}; "
                   f"the old key is kept in {site.keyring.previous_file}: delete it once you are sure")
             return EXIT_OK
+        if args.command == "import":
+            return await _import(site, args)
         if args.command == "run":
             from rpopcore.scheduler import run_daemon
 
-            return await run_daemon(site, settings.log_level)
+            # -v or -q hold for this run: the daemon then does not follow log_level.
+            overridden = level != settings.log_level or args.verbose or args.quiet
+            return await run_daemon(site, None if overridden else settings.log_level)
     finally:
         await site.close()
     return EXIT_BAD_INPUT
+
+
+async def _selected(site, which: list[str]) -> list[int]:
+    from rpopcore.records import select_records
+
+    return select_records(await site.store.list_records(), which)
+
+
+async def _check(site, ids, as_json: bool) -> int:
+    results = await site.check(ids)
+    if as_json:
+        print(json.dumps([attrs_dict(r) for r in results], indent=2))
+    else:
+        _print_table(["ID", "MAILBOX", "MESSAGES", "NEW", "NEW SIZE", "ERROR"], [
+            [r.record_id, r.mailbox, r.messages if not r.error else "-", r.new if not r.error else "-",
+             format_size(r.new_bytes) if not r.error else "-", f"{r.error}: {r.detail}" if r.error else ""]
+            for r in results], right={0, 2, 3, 4})
+        if not results:
+            print("no records to check")
+    if any(r.error for r in results):
+        return EXIT_BAD_INPUT  # fetchmail's convention: 2 is an error, which needs a look
+    return EXIT_OK if any(r.new for r in results) else EXIT_FAILED
+
+
+def attrs_dict(value) -> dict:
+    import attrs
+
+    return attrs.asdict(value)
+
+
+def format_size(size: int) -> str:
+    """1234567 -> '1.2 MB'; bytes below a kilobyte as they are."""
+    if size < 1000:
+        return f"{size} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            return f"{size:.1f} {unit}"
+    return f"{size} B"
+
+
+async def _probe(args) -> int:
+    from rpopcore.plugins import plugin_manager
+    from rpopcore.probe import probe, render
+
+    mechanisms = [m for contributed in plugin_manager().hook.rpop_auth_mechanisms() for m in contributed]
+    report = await probe(args.target, implicit_tls=args.tls, require_starttls=args.starttls, ca_file=args.ca_file,
+                         timeout=args.timeout, mechanisms=mechanisms)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(render(report), end="")
+    return EXIT_FAILED if report.error else EXIT_OK
+
+
+async def _import(site, args) -> int:
+    from rpopcore.importers import run_import
+
+    report = await run_import(site, args.format, args.files, args.uids, domain=args.domain, owner=args.owner)
+    print(report.text, end="")
+    sys.stdout.flush()
+    for line in report.warnings:
+        print(f"rpop: {line}", file=sys.stderr)
+    uids = (f"; stored {_count(report.uids_stored, 'UID')} of {_count(report.uid_mailboxes, 'mailbox')}"
+            if args.uids else "")
+    print(f"rpop: imported {_count(report.mailboxes, 'mailbox')}{uids}; review the file, then: "
+          f"rpop -c {args.config} apply FILE", file=sys.stderr)
+    return EXIT_OK
 
 
 def _init(folder: Path) -> int:
@@ -261,8 +393,8 @@ def _plugins(as_json: bool) -> int:
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        for row in rows:
-            print(f"{row['name']:<12} {row['distribution'] or '-':<26} {row['version'] or '-':<8} {', '.join(row['hooks'])}")
+        _print_table(["NAME", "DISTRIBUTION", "VERSION", "HOOKS"],
+                     [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"])] for r in rows])
     return EXIT_OK
 
 
@@ -284,13 +416,15 @@ def _print_apply(path: Path, report: ApplyReport) -> None:
 
 
 def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
+    plural = noun + ("es" if noun.endswith(("x", "s")) else "s")
+    return f"{number} {noun if number == 1 else plural}"
 
 
 def _print_poll(results, as_json: bool) -> None:
     if as_json:
         print(json.dumps([
-            {"id": r.record_id, "retrieved": r.retrieved, "delivered": r.delivered, "error": r.error} for r in results
+            {"id": r.record_id, "retrieved": r.retrieved, "delivered": r.delivered, "error": r.error,
+             "detail": r.detail} for r in results
         ], indent=2))
         return
     if not results:
@@ -300,22 +434,36 @@ def _print_poll(results, as_json: bool) -> None:
         print(line + (f"; failed: {r.error}: {r.detail}" if r.error else ""))
 
 
-def _print_status(rows, as_json: bool) -> None:
+def _print_status(rows_in, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows_in, indent=2))
         return
-    print(f"{'ID':>4}  {'KIND':<8} {'OWNER':<24} {'ACCOUNT@HOST':<36} {'CERT':<9} {'EVERY':<9} {'LAST':<22} NEXT")
-    for row in rows:
+    rows = []
+    for row in rows_in:
         every = format_duration(row["poll_every"]) if row["poll_every"] else "disabled"
-        where = f"{row['account']}@{row['host']}"
         # tls_verify = false stands out: any certificate is accepted.
         cert = "verify" if row["tls_verify"] else "NO-VERIFY"
-        last = row["last"] or "not yet"
         following = row["next_due"] or "-"
         if row["delayed"]:
             following = f"{row['delayed']['reason']} until {row['delayed']['until']}"
-        print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {cert:<9} {every:<9} {last:<22} "
-              f"{following}")
+        rows.append([row["id"], row["kind"], row["owner"] or "-", f"{row['account']}@{row['host']}", cert, every,
+                     row["last"] or "not yet", following])
+    _print_table(["ID", "KIND", "OWNER", "ACCOUNT@HOST", "CERT", "EVERY", "LAST", "NEXT"], rows, right={0})
+
+
+def _print_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> None:
+    """Columns as wide as their widest cell; ``right`` columns (numbers)
+    aligned right; the last column is not padded."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        out = [v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return "  ".join(out).rstrip()
+
+    print(line(headers))
+    for row in cells:
+        print(line(row))
 
 
 def _print_settings(settings, as_json: bool) -> None:

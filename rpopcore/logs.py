@@ -76,7 +76,11 @@ def configure(level: str, file: str | None = None) -> None:
         logger.removeHandler(handler)
         handler.close()
     handler: logging.Handler = LogFile(file) if file else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s RPOP %(levelname)s %(name)s %(message)s"))
+    # Under journald the journal stamps each line itself.
+    from rpopcore.systemd import under_journald
+
+    stamp = "" if not file and under_journald() else "%(asctime)s "
+    handler.setFormatter(logging.Formatter(stamp + "RPOP %(levelname)s %(name)s %(message)s"))
     logger.addHandler(handler)
     set_level(level)
     logger.propagate = False

@@ -38,3 +38,38 @@ def check_user_limits(records: Iterable[RemoteRecord], settings: ModuleSettings,
                 f"{prefix}{owner} has {count} records set by the user, more than max_accounts_per_user = "
                 f"{settings.max_accounts_per_user}; remove some, or have an administrator set them"
             )
+
+
+def select_records(records: Iterable[RemoteRecord], which: Iterable[str]) -> list[int]:
+    """The ids of the records ``which`` names, in the order named: an id
+    (``7``), an owner's address (all their records: ``alice@example.org``)
+    or one mailbox of an owner (``alice@example.org/alice.smith@pop.isp.example``,
+    the host without its port).  A name that matches nothing is bad input."""
+    records = list(records)
+    chosen: list[int] = []
+    for name in which:
+        name = name.strip()
+        if name.isdigit():
+            matched = [r for r in records if r.id == int(name)]
+        elif "/" in name:
+            owner, _, mailbox = name.partition("/")
+            matched = [r for r in records if (r.owner or "") == owner.lower() and _same_mailbox(r, mailbox)]
+        elif "@" in name:
+            matched = [r for r in records if (r.owner or "") == name.lower()]
+        else:
+            matched = []
+        if not matched:
+            raise errors.ConfigError(
+                f"--record {name!r} names no record; give an id, an owner's address or OWNER/ACCOUNT@HOST "
+                "('rpop status' lists them)"
+            )
+        chosen += [r.id for r in matched if r.id not in chosen]
+    return chosen
+
+
+def _same_mailbox(record: RemoteRecord, mailbox: str) -> bool:
+    """``account@host`` as a person writes it: the host's case, a port or
+    a trailing dot do not matter."""
+    account, _, host = mailbox.rpartition("@")
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return record.mailbox == f"{account}@{name.strip('[]').lower().rstrip('.')}"

@@ -41,7 +41,7 @@ import socket
 import ssl
 import time
 import uuid
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import attrs
 
@@ -65,6 +65,10 @@ from rpopcore.pop3.client import ConnectOptions, Pop3Client
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import refuse_self_poll
 from rpopcore.state import StateStore
+
+if TYPE_CHECKING:
+    from rpopcore.metrics import Metrics
+    from rpopcore.progress import PollProgress
 
 log = logging.getLogger("rpop.retrieval")
 
@@ -103,6 +107,8 @@ class PollContext:
     bouncer: Bouncer | None = None  # reports for "report on failure" recipients
     relay: DeliveryAgent | None = None  # non-local recipients, when a relay is configured
     stop: asyncio.Event | None = None  # set: finish the message in hand, then QUIT
+    progress: "PollProgress | None" = None  # told of each message, for a terminal's progress bars
+    metrics: "Metrics | None" = None  # the daemon's Prometheus figures
     cleartext_warned: set = attrs.field(factory=set)
     _routes: dict = attrs.field(factory=dict, init=False, repr=False)
     #: Shared by every poll of this context: concurrent polls' copies are
@@ -141,12 +147,22 @@ async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
         await ctx.store.release_lease(record.id, holder)
 
 
+async def logged_in(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog) -> Pop3Client:
+    """A session with the record's mailbox, logged in, for work that
+    retrieves nothing (``poll --check``); the caller closes it."""
+    return await _Session(ctx, record, rlog, f"{HOLDER}:check").open()
+
+
 async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.RecordLog, holder: str) -> PollResult:
     started = ctx.clock()
     session = _Session(ctx, record, rlog, holder)
     error: errors.RpopError | None = None
     try:
-        await session.run()
+        try:
+            await session.run()
+        finally:
+            if ctx.progress is not None:
+                ctx.progress.finished(record.id)
     except errors.PollError as exc:
         error = exc
     except errors.ConfigError as exc:
@@ -245,6 +261,24 @@ class _Session:
         self.seen_in_poll: set[tuple[str, str]] = set()
 
     async def run(self) -> None:
+        client = await self.open()
+        try:
+            await self._retrieve(client)
+            await client.quit()
+        finally:
+            await client.close()
+        if self.delivery_error is not None:
+            raise self.delivery_error
+        if self.refusals:
+            number, text = self.refusals[0]
+            raise errors.ServerRefused(
+                f"the server refused to hand over {len(self.refusals)} of the messages it listed "
+                f"(RETR {number}: -ERR {text}); they stay on the server"
+            )
+
+    async def open(self) -> Pop3Client:
+        """Connect, start TLS as the record says, and log in; the caller
+        closes the client."""
         ctx, record = self.ctx, self.record
         secret = ctx.keyring.reveal(record.secret)
         host, port = record.address
@@ -282,18 +316,10 @@ class _Session:
             )
             used = await auth.login(client, context, ctx.mechanisms, secret, self.log)
             self._warn_cleartext(used, client)
-            await self._retrieve(client)
-            await client.quit()
-        finally:
+        except BaseException:
             await client.close()
-        if self.delivery_error is not None:
-            raise self.delivery_error
-        if self.refusals:
-            number, text = self.refusals[0]
-            raise errors.ServerRefused(
-                f"the server refused to hand over {len(self.refusals)} of the messages it listed "
-                f"(RETR {number}: -ERR {text}); they stay on the server"
-            )
+            raise
+        return client
 
     async def _store_secret(self, name: str, value: str) -> None:
         """Seal ``value`` and store it as the record's ``table.key`` secret
@@ -360,6 +386,9 @@ class _Session:
                 # Delivered on an earlier poll whose QUIT never happened.
                 deletes.extend(n for n in range(1, count + 1) if uids[n] in seen)
         self.log.log(logs.PROTOCOL, "%d messages, %d new", count, len(fetch))
+        if ctx.progress is not None and fetch:
+            _, sizes = await client.stat_and_list()  # the bytes to come, for the progress bar
+            ctx.progress.started(record.id, self.mailbox, len(fetch), sum(sizes.get(n, 0) for n in fetch))
         pipelined = client.capabilities.pipelining
         window = PIPELINE_WINDOW if pipelined else 1
         outstanding: collections.deque[tuple[str, int]] = collections.deque()
@@ -474,6 +503,10 @@ class _Session:
             return None
         spool.finish()
         self.retrieved += 1
+        if self.ctx.progress is not None:
+            self.ctx.progress.retrieved(self.record.id, spool.size)
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.retrieved(spool.size)
         return RetrievedMessage(uid, number, spool)
 
     async def _deliver_and_remember(self, message: RetrievedMessage) -> tuple[int, bool]:
@@ -536,6 +569,8 @@ class _Session:
                 await ctx.store.remember_recipients(self.mailbox, message.uid, [o.recipient.address for o in complete])
         if all_complete and (done or any(o.outcome is Outcome.DELIVERED for o in outcomes)):
             self.delivered += 1
+            if ctx.metrics is not None:
+                ctx.metrics.delivered(message.spool.size)
         return all_complete
 
     async def _commit_journaled(self, uid: str | None, staged, completes: bool) -> list[RecipientOutcome]:
@@ -561,6 +596,8 @@ class _Session:
 
     def _log_outcome(self, name, outcome: RecipientOutcome) -> None:
         address = outcome.recipient.address
+        if outcome.outcome is not Outcome.DELIVERED and self.ctx.metrics is not None:
+            self.ctx.metrics.delivery_failed(outcome.outcome.value)
         if outcome.outcome is Outcome.DELIVERED:
             self.log.log(logs.MAJOR, "message %s delivered to %s", name, address)
         elif outcome.outcome is Outcome.PERMANENT:

@@ -15,12 +15,15 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+import time
 from typing import Callable
 
 from rpopcore import logs, schedule
 from rpopcore.errors import HostDelayed, RecordBusy
 from rpopcore.model import PollStatus
+from rpopcore.metrics import record_state
 from rpopcore.retrieval import poll_record
+from rpopcore.systemd import Notifier
 
 log = logging.getLogger("rpop.scheduler")
 
@@ -38,7 +41,7 @@ def _now() -> dt.datetime:
 
 class Daemon:
     def __init__(self, site, clock: Callable[[], dt.datetime] = _now, tick: float = TICK,
-                 log_level: str | None = None):
+                 log_level: str | None = None, metrics=None, notifier=None):
         self.site = site
         self.clock = clock
         self.tick = tick
@@ -50,20 +53,34 @@ class Daemon:
         # The log level logging was configured with (cli.py, from the store);
         # None: this daemon leaves logging alone.
         self.log_level = log_level
+        #: Prometheus figures (rpopcore.metrics.Metrics), or None.
+        self.metrics = metrics
+        #: sd_notify (rpopcore.systemd.Notifier), or None.
+        self.notifier = notifier
+        self._last_ping = 0.0
+        self.status_line = "starting"
+        self._status_sent = ""
 
     async def run(self, stop: asyncio.Event) -> None:
         agent = self.site.delivery_agent()
         self.relay = self.site.relay_agent()
         log.log(logs.MAJOR, "[daemon] started")
+        ready = False
         try:
             while not stop.is_set():
                 delay = await self._start_due(agent, stop)
+                if not ready and self.notifier is not None:
+                    self.notifier.notify("READY=1", f"STATUS={self.status_line}")
+                    ready = True
+                delay = self._systemd_tick(delay)
                 self.wake.clear()
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
                 waiters.extend(self.running.values())
                 done, _ = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters[:2]:
                     waiter.cancel()
+            if self.notifier is not None:
+                self.notifier.notify("STOPPING=1", f"STATUS=stopping: {len(self.running)} polls finishing")
             await self._drain()
         finally:
             await agent.close()
@@ -85,6 +102,7 @@ class Daemon:
                     self.busy_until[rid] = self.clock() + dt.timedelta(seconds=BUSY_RETRY)
         store = self.site.store
         ctx = await self.site.poll_context(agent, stop, relay=self.relay)
+        ctx.metrics = self.metrics
         self._follow_log_level(ctx.settings.log_level)
         records = [r for r in await store.list_records() if r.poll_every is not None]
         statuses = await store.load_statuses()
@@ -112,8 +130,49 @@ class Daemon:
                 break
             if len(self.running) >= ctx.settings.processors:
                 break
-            self.running[record.id] = asyncio.create_task(poll_record(ctx, record), name=f"poll-{record.id}")
+            self.running[record.id] = asyncio.create_task(self._poll(ctx, record), name=f"poll-{record.id}")
+        due = sum(1 for when, record in plan if when.at <= now and record.id not in self.running)
+        self.status_line = (f"{len(records)} records enabled, {len(self.running)} polling, {due} due and waiting "
+                            f"for a processor" if due else
+                            f"{len(records)} records enabled, {len(self.running)} polling")
+        if self.metrics is not None:
+            every = await store.list_records()
+            whens = {record.id: when for when, record in plan}
+            self.metrics.set_records(
+                record_state(r, statuses.get(r.id), whens.get(r.id) or schedule.due(r, statuses.get(r.id), ctx.settings,
+                                                                                   self.started, delays))
+                for r in every)
+            self.metrics.set_running(len(self.running), ctx.settings.processors)
         return max(sleep, 0.05)
+
+    async def _poll(self, ctx, record):
+        """One poll, timed for the metrics."""
+        started = time.monotonic()
+        result = await poll_record(ctx, record)
+        if self.metrics is not None:
+            self.metrics.poll_ended(result.error, time.monotonic() - started)
+            self.metrics.set_running(sum(1 for t in self.running.values() if not t.done()) - 1,
+                                     ctx.settings.processors)
+        return result
+
+    def _systemd_tick(self, delay: float) -> float:
+        """Tell systemd what is going on, ping its watchdog when due; the
+        sleep shortened so that the next ping is not late."""
+        notifier = self.notifier
+        if notifier is None or not notifier.enabled:
+            return delay
+        lines = [f"STATUS={self.status_line}"] if self.status_line != self._status_sent else []
+        self._status_sent = self.status_line
+        interval = notifier.watchdog_interval
+        if interval is not None:
+            now = time.monotonic()
+            if now - self._last_ping >= interval * 0.9:
+                lines.append("WATCHDOG=1")
+                self._last_ping = now
+            delay = min(delay, max(interval - (now - self._last_ping), 0.05))
+        if lines:
+            notifier.notify(*lines)
+        return delay
 
     def _follow_log_level(self, level: str) -> None:
         if self.log_level is not None and level != self.log_level:
@@ -159,9 +218,22 @@ async def run_daemon(site, log_level: str) -> int:
     site.check_key(await site.store.list_records())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    daemon = Daemon(site, log_level=log_level)
+    metrics = None
+    if site.config.metrics_listen:
+        from rpopcore.metrics import Metrics
+
+        metrics = Metrics()
+        host, port = metrics.serve(site.config.metrics_listen)
+        log.log(logs.MAJOR, "[daemon] metrics on http://%s:%d/metrics", host, port)
+    notifier = Notifier()
+    daemon = Daemon(site, log_level=log_level, metrics=metrics, notifier=notifier)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.wake.set)
-    await daemon.run(stop)
+    try:
+        await daemon.run(stop)
+    finally:
+        notifier.close()
+        if metrics is not None:
+            metrics.close()
     return 0

@@ -172,7 +172,8 @@ class Site:
         return _make(factory, {"host": host, "port": port}, self.config)
 
     async def poll_context(
-        self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None
+        self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None,
+        progress=None,
     ) -> PollContext:
         directory = await self.store.load_directory()
         main = directory.main_domain
@@ -188,31 +189,21 @@ class Site:
             mechanisms=self.mechanisms(),
             stop=stop,
             cleartext_warned=self.cleartext_warned,
+            progress=progress,
         )
 
     # --- polling ------------------------------------------------------------
 
-    async def poll_once(self, record_ids: Iterable[int] | None = None) -> list[PollResult]:
+    async def poll_once(self, record_ids: Iterable[int] | None = None, progress=None) -> list[PollResult]:
         """Poll now, ignoring due times and failure delays (an explicit
         request) but obeying ``processors``: every enabled record, or exactly
-        the records named (disabled or not)."""
-        records = await self.store.list_records()
-        if record_ids is not None:
-            wanted = list(record_ids)
-            by_id = {r.id: r for r in records}
-            missing = [i for i in wanted if i not in by_id]
-            if missing:
-                raise errors.ConfigError(
-                    f"no record with id {', '.join(map(str, missing))}; 'rpop status' lists the records"
-                )
-            records = [by_id[i] for i in wanted]
-        else:
-            records = [r for r in records if r.poll_every is not None]
-        self.check_key(records)
+        the records named (disabled or not).  ``progress``
+        (:class:`rpopcore.progress.PollProgress`) is told of each message."""
+        records = await self._chosen_records(record_ids)
         agent = self.delivery_agent()
         relay = self.relay_agent()
         try:
-            ctx = await self.poll_context(agent, relay=relay)
+            ctx = await self.poll_context(agent, relay=relay, progress=progress)
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
             refuse_outside_schedule(ctx.settings)
@@ -227,6 +218,34 @@ class Site:
             await agent.close()
             if relay is not None:
                 await relay.close()
+
+    async def check(self, record_ids: Iterable[int] | None = None) -> list:
+        """What is new on each server (``poll --check``): the records
+        :meth:`poll_once` would poll, logged in to and listed, nothing
+        retrieved or changed.  Returns one :class:`rpopcore.check.CheckResult` per record."""
+        from rpopcore.check import check_records
+
+        records = await self._chosen_records(record_ids)
+        ctx = await self.poll_context(agent=None)
+        return await check_records(ctx, records)
+
+    async def _chosen_records(self, record_ids: Iterable[int] | None) -> list[RemoteRecord]:
+        """Every enabled record, or exactly the records named (disabled or
+        not), with the key checked if any stores a secret."""
+        records = await self.store.list_records()
+        if record_ids is not None:
+            wanted = list(record_ids)
+            by_id = {r.id: r for r in records}
+            missing = [i for i in wanted if i not in by_id]
+            if missing:
+                raise errors.ConfigError(
+                    f"no record with id {', '.join(map(str, missing))}; 'rpop status' lists the records"
+                )
+            records = [by_id[i] for i in wanted]
+        else:
+            records = [r for r in records if r.poll_every is not None]
+        self.check_key(records)
+        return records
 
     def check_key(self, records) -> None:
         """A missing or wrong key file is bad input (exit 2) when any record

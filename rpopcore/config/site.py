@@ -16,7 +16,7 @@ from rpopcore import errors, logs
 from rpopcore.config.schema import Key, file_path, read_table, read_toml, string
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
-SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces")
+SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces", "metrics")
 
 DEFAULT_SITE_FILE = """\
 # rpop site file: where state and mail live.  Relative paths are relative to
@@ -54,6 +54,8 @@ class SiteConfig:
     log_file: Path | None
     bounce_relay: str
     bounce_spool: Path
+    #: ``host:port`` where ``rpop run`` serves Prometheus metrics; "" for none.
+    metrics_listen: str = ""
 
     @property
     def base_dir(self) -> Path:
@@ -77,6 +79,14 @@ def load_site(path: Path) -> SiteConfig:
     bounces = read_table(
         doc.get("bounces", {}), {"relay": Key(string, ""), "spool": Key(file_path, "bounces")}, f"{path}: [bounces]"
     )
+    metrics = read_table(doc.get("metrics", {}), {"listen": Key(string, "")}, f"{path}: [metrics]")
+    if metrics["listen"]:
+        from rpopcore.model import check_host  # only for sites that serve metrics
+
+        try:
+            check_host(metrics["listen"])
+        except ValueError as exc:
+            raise errors.ConfigError(f"{path}: [metrics] key 'listen': {exc}") from None
     log_file = (base / log["file"]) if log["file"] else None
     if log_file is not None:
         try:
@@ -94,6 +104,7 @@ def load_site(path: Path) -> SiteConfig:
         log_file=log_file,
         bounce_relay=bounces["relay"],
         bounce_spool=base / bounces["spool"],
+        metrics_listen=metrics["listen"],
     )
 
 

@@ -207,6 +207,14 @@ class Pop3Client:
         return greeting
 
     @property
+    def tls_object(self) -> ssl.SSLObject | None:
+        """The TLS session in use (version, cipher, the server's
+        certificate), or None without TLS."""
+        if not self.tls_active or self._link is None or self._link.transport is None:
+            return None
+        return self._link.transport.get_extra_info("ssl_object")
+
+    @property
     def apop_timestamp(self) -> str | None:
         return apop_timestamp(self.greeting) if self.greeting else None
 

@@ -65,7 +65,7 @@ def test_apply_poll_status_round_trip_with_json(site, rpop, threaded_pop3):
 
     polled = rpop("-c", site / "rpop.toml", "poll", "--once", "--json")
     assert polled.returncode == 0, polled.stderr
-    assert json_out(polled) == [{"id": status[0]["id"], "retrieved": 2, "delivered": 2, "error": None}]
+    assert json_out(polled) == [{"id": status[0]["id"], "retrieved": 2, "delivered": 2, "error": None, "detail": ""}]
 
     (row,) = json_out(rpop("-c", site / "rpop.toml", "status", "--json"))
     assert row["error"] is None and row["last"].endswith("Z") and row["last"][:4].isdigit()
@@ -242,7 +242,7 @@ def test_secrets_rotate_reencrypts_without_losing_a_record(site, rpop, threaded_
     before = json_out(rpop("-c", site / "rpop.toml", "status", "--json"))
     result = rpop("-c", site / "rpop.toml", "secrets", "rotate")
     assert result.returncode == 0, result.stderr
-    assert "re-encrypted 1 secrets" in result.stdout and "pw" not in result.stdout
+    assert "re-encrypted 1 secret under" in result.stdout and "pw" not in result.stdout
     assert (site / "rpop.key").read_bytes() != old_key
     assert stat.S_IMODE((site / "rpop.key").stat().st_mode) == 0o600
     (site / "rpop.key.previous").unlink()  # the administrator deletes the old key: the new one must suffice

@@ -112,7 +112,7 @@ def test_poll_once_record_polls_a_disabled_record(site, rpop, threaded_pop3):
     rpop("-c", site / "rpop.toml", "apply", decl)
     assert json_out(rpop("-c", site / "rpop.toml", "poll", "--once", "--json")) == []
     result = json_out(rpop("-c", site / "rpop.toml", "poll", "--once", "--record", "1", "--json"))
-    assert result == [{"id": 1, "retrieved": 1, "delivered": 1, "error": None}]
+    assert result == [{"id": 1, "retrieved": 1, "delivered": 1, "error": None, "detail": ""}]
     assert rpop("-c", site / "rpop.toml", "poll", "--once", "--record", "7").returncode == 2
 
 
