@@ -13,7 +13,7 @@ import attrs
 import pluggy
 
 from rpopcore import activity, errors, logs, schedule
-from rpopcore.config.declarative import OAUTH2_SECRETS, read_declaration
+from rpopcore.config.declarative import OAUTH2_SECRETS, Declaration, check_declaration, read_declaration
 from rpopcore.config.export import export
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
@@ -77,26 +77,54 @@ class Site:
             path,
             self.keyring,
             auth_names=[m.name for m in self.mechanisms()],
-            route=lambda address, directory: self.pm.hook.rpop_route_address(address=address, directory=directory),
+            route=self.route,
             site_file=path.resolve() == self.config.path.resolve(),
         )
-        check_user_limits(declaration.records, declaration.settings, str(path))
+        return await self.apply_declaration(declaration, str(path), dry_run)
+
+    async def apply_document(self, doc: Mapping, origin: str, dry_run: bool = False) -> ApplyReport:
+        """:meth:`apply` for a declaration already parsed into tables (what
+        the web pages and the JSON API build): the same checks, the same
+        all-or-nothing change.  ``origin`` begins each error."""
+        declaration = check_declaration(
+            doc, origin, self.config.base_dir, self.keyring, [m.name for m in self.mechanisms()], self.route
+        )
+        return await self.apply_declaration(declaration, origin, dry_run)
+
+    def route(self, address: str, directory) -> str | None:
+        """The final local address of ``address`` (aliases resolved), or
+        None when it is no local account: the routing hook."""
+        return self.pm.hook.rpop_route_address(address=address, directory=directory)
+
+    async def apply_declaration(self, declaration: Declaration, origin: str, dry_run: bool = False) -> ApplyReport:
+        """Make the stored configuration what a checked declaration says
+        (see :meth:`apply`); ``origin`` begins each error."""
+        check_user_limits(declaration.records, declaration.settings, origin)
         stored = {r.mailbox: r for r in await self.store.list_records()}
         records = []
         for record in declaration.records:
-            where = f"{path}: {declaration.entries[record.mailbox]}"
+            entry = declaration.entries[record.mailbox]
+            where = f"{origin}: {entry}"
             old = stored.get(record.mailbox)
-            if old is not None:
-                record = _keep_stored_secrets(record, old, self.keyring)
-            elif record.secret.source == "none" and "oauth2" not in record.options:
-                raise errors.ConfigError(
-                    f"{where} key 'password' is missing: {record.mailbox} is a new mailbox and has no stored "
-                    "password; give password, password_env or password_file (or an oauth2 table)"
-                )
-            if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
-                raise errors.ConfigError(
-                    f"{where} key 'oauth2': 'refresh_token' is missing and none is stored; give the refresh token once"
-                )
+            try:
+                if old is not None:
+                    record = _keep_stored_secrets(record, old, self.keyring)
+                elif record.secret.source == "none" and "oauth2" not in record.options:
+                    raise errors.ConfigError(
+                        f"{where} key 'password' is missing: {record.mailbox} is a new mailbox and has no stored "
+                        "password; give password, password_env or password_file (or an oauth2 table)",
+                        field="password",
+                    )
+                if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
+                    raise errors.ConfigError(
+                        f"{where} key 'oauth2': 'refresh_token' is missing and none is stored; "
+                        "give the refresh token once",
+                        field="oauth2",
+                    )
+            except errors.ConfigError as exc:
+                kind, _, index = entry.strip("[]").partition("]] #")
+                exc.entry = (kind, int(index))
+                raise
             records.append(record)
         report = ApplyReport(
             changes=(

@@ -173,7 +173,7 @@ def read_declaration(
     """
     path = Path(path).absolute()
     doc = read_toml(path)
-    tables = read_table(doc, DECLARATION_TABLES | (_SITE_FILE_TABLES if site_file else {}), str(path))
+    read_table(doc, DECLARATION_TABLES | (_SITE_FILE_TABLES if site_file else {}), str(path))
     if not any(name in doc for name in DECLARATION_TABLES):
         # Applying it would remove every record and its UIDs: an empty file
         # is far more often a mistake (a wrong path, a truncated copy) than
@@ -183,24 +183,57 @@ def read_declaration(
             "remove every record; check that it is the right file (to remove every record on purpose, apply a "
             "file with just [rpop])"
         )
-    settings = ModuleSettings(**read_table(tables["rpop"], _optional(SETTINGS_KEYS), f"{path}: [rpop]"))
-    directory = _directory(tables["domain"], path)
+    declared = {name: value for name, value in doc.items() if name in DECLARATION_TABLES}
+    return check_declaration(declared, str(path), path.parent, keyring, auth_names, route)
+
+
+def check_declaration(
+    doc: Mapping,
+    origin: str,
+    base: Path,
+    keyring: Keyring,
+    auth_names: Iterable[str],
+    route: Callable[[str, Directory], str | None],
+) -> Declaration:
+    """Check a declaration already parsed into tables -- a TOML file's, or
+    one a web page or the JSON API built -- with exactly the rules of a
+    file.  ``origin`` begins each error (a file's path); ``base`` is the
+    folder relative ``password_file`` and ``ca_file`` paths start from.  An
+    error about one record carries ``entry`` = ``(kind, index)``."""
+    tables = read_table(doc, DECLARATION_TABLES, origin)
+    settings = _settings(tables["rpop"], f"{origin}: [rpop]")
+    directory = _directory(tables["domain"], origin)
     auth_names = {"auto", *auth_names}
     records: list[RemoteRecord] = []
     seen: dict[str, str] = {}
     for kind, keys in (("remote", REMOTE_KEYS), ("unified", UNIFIED_KEYS)):
         entries = tables[kind]
         if not isinstance(entries, list):
-            raise errors.ConfigError(f"{path}: write each record as [[{kind}]], not [{kind}]")
+            raise errors.ConfigError(f"{origin}: write each record as [[{kind}]], not [{kind}]")
         for index, entry in enumerate(entries, 1):
-            where = f"{path}: [[{kind}]] #{index}"
-            values = read_table(entry, keys, where)
-            record = _record(kind, values, where, path.parent, keyring, auth_names, directory, route)
-            if record.mailbox in seen:
-                raise errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one")
+            where = f"{origin}: [[{kind}]] #{index}"
+            try:
+                values = read_table(entry, keys, where)
+                record = _record(kind, values, where, base, keyring, auth_names, directory, route)
+                if record.mailbox in seen:
+                    raise errors.ConfigError(
+                        f"{where}: the same mailbox as {seen[record.mailbox]}; remove one", field="account"
+                    )
+            except errors.ConfigError as exc:
+                exc.entry = (kind, index)
+                raise
             seen[record.mailbox] = f"[[{kind}]] #{index}"
             records.append(record)
     return Declaration(settings=settings, directory=directory, records=tuple(records), entries=seen)
+
+
+def _settings(table, where: str) -> ModuleSettings:
+    values = read_table(table, _optional(SETTINGS_KEYS), where)
+    try:
+        return ModuleSettings(**values)
+    except ValueError as exc:  # a validator of ModuleSettings: "processors must not be negative"
+        field = str(exc).split(" ", 1)[0]
+        raise errors.ConfigError(f"{where} key '{field}': {exc}", field=field if field in values else None) from None
 
 
 def _optional(keys: dict[str, Key]) -> dict[str, Key]:
@@ -209,7 +242,7 @@ def _optional(keys: dict[str, Key]) -> dict[str, Key]:
     return {name: Key(key.convert, getattr(defaults, name)) for name, key in keys.items()}
 
 
-def _directory(entries, path: Path) -> Directory:
+def _directory(entries, path: str) -> Directory:
     if not isinstance(entries, list):
         raise errors.ConfigError(f"{path}: write each domain as [[domain]], not [domain]")
     domains = []
@@ -245,7 +278,7 @@ def _directory(entries, path: Path) -> Directory:
 def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, directory, route) -> RemoteRecord:
     given = [k for k in ("password", "password_env", "password_file") if values[k] is not None]
     if len(given) > 1:
-        raise errors.ConfigError(f"{where}: give only one of {', '.join(given)}")
+        raise errors.ConfigError(f"{where}: give only one of {', '.join(given)}", field=given[-1])
     if values["password"] is not None:
         secret = keyring.seal(values["password"])
     elif values["password_env"] is not None:
@@ -257,17 +290,20 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
     try:
         check_host(values["host"])
     except ValueError as exc:
-        raise errors.ConfigError(f"{where}: key 'host': {exc}") from None
+        raise errors.ConfigError(f"{where}: key 'host': {exc}", field="host") from None
     if values["auth"] not in auth_names:
         raise errors.ConfigError(
             f"{where}: key 'auth': no installed plugin provides {values['auth']!r}; "
-            f"choose one of {', '.join(sorted(auth_names))}"
+            f"choose one of {', '.join(sorted(auth_names))}",
+            field="auth",
         )
     ca_file = values["ca_file"]
     if ca_file:
         ca_path = base / ca_file
         if not ca_path.is_file():
-            raise errors.ConfigError(f"{where}: key 'ca_file': {ca_path} is not a readable file; give a PEM CA bundle")
+            raise errors.ConfigError(
+                f"{where}: key 'ca_file': {ca_path} is not a readable file; give a PEM CA bundle", field="ca_file"
+            )
         ca_file = str(ca_path)
     owner = None
     if kind == "remote":
@@ -275,7 +311,8 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
         if owner is None:
             raise errors.ConfigError(
                 f"{where}: key 'owner': {values['owner']!r} is not a local account; "
-                "add it to a [[domain]]'s accounts (or aliases)"
+                "add it to a [[domain]]'s accounts (or aliases)",
+                field="owner",
             )
     extra = {}
     options = {}
