@@ -281,6 +281,26 @@ class PollStatus:
     last_attempt: _dt.datetime | None = None
     error: str | None = None
     detail: str = ""
+    #: Messages retrieved by the latest poll, and by every poll of the
+    #: record since it was added.
+    retrieved: int = 0
+    retrieved_total: int = 0
+
+
+# --- the web interface -------------------------------------------------------
+
+
+@attrs.frozen
+class WebSession:
+    """A signed-in browser.  ``key`` is a digest of the token in its cookie
+    (the store never holds a token a stolen copy of it could replay);
+    ``csrf`` is the token every form of the session carries; ``address`` is
+    the local account signed in; ``expires`` is an aware time."""
+
+    key: str
+    address: str
+    csrf: str = attrs.field(repr=False)
+    expires: _dt.datetime
 
 
 # --- envelopes and delivery ------------------------------------------------

@@ -139,6 +139,7 @@ class Daemon:
                 last_attempt=status.last_attempt if status else None,
                 error=HostDelayed.code,
                 detail=detail,
+                retrieved_total=status.retrieved_total if status else 0,
             )
         )
 
