@@ -79,6 +79,17 @@ class Domain:
         factory=dict, converter=lambda m: {k.lower(): v.lower() for k, v in dict(m).items()}
     )
     ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: The seed's "right to specify remote POP accounts": whether the
+    #: domain's users may keep remote accounts of their own in the web
+    #: pages, and per account (``{"bob": False}``) where it differs.
+    users_may_poll: bool = False
+    account_may_poll: Mapping[str, bool] = attrs.field(
+        factory=dict, converter=lambda m: {k.lower(): bool(v) for k, v in dict(m).items()}
+    )
+
+    def may_poll(self, account: str) -> bool:
+        """Whether ``account`` (the local part) may keep remote accounts."""
+        return self.account_may_poll.get(account.lower(), self.users_may_poll)
 
 
 @attrs.frozen

@@ -158,11 +158,16 @@ async def run_daemon(site, log_level: str) -> int:
     """``rpop run``: the daemon until SIGTERM/SIGINT; exit status 0.
     ``log_level`` is the level logging was configured with."""
     site.check_key(await site.store.list_records())
+    web = None
+    if site.config.web is not None:  # [web] in the site file: serve the pages too
+        from rpopcore.web.server import WebServer
+
+        web = WebServer(site, site.config.web)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     daemon = Daemon(site, log_level=log_level)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.wake.set)
-    await daemon.run(stop)
+    await asyncio.gather(daemon.run(stop), *([web.serve(stop)] if web else []))
     return 0

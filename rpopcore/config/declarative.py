@@ -61,7 +61,15 @@ DOMAIN_KEYS = {
     "accounts": Key(string_list, ()),
     "aliases": Key(string_map, {}),
     "ip_addresses": Key(string_list, ()),
+    "users_may_poll": Key(boolean, False),
+    "account_may_poll": Key(lambda value: _boolean_map(value), {}),
 }
+
+
+def _boolean_map(value) -> dict[str, bool]:
+    if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
+        raise ValueError(f"expected a table of true or false per account, like {{ bob = false }}, got {value!r}")
+    return dict(value)
 
 _COMMON_RECORD_KEYS = {
     "poll_every": Key(poll_period, 600),
@@ -262,6 +270,12 @@ def _directory(entries, path: str) -> Directory:
                 )
             if alias.lower() in accounts:
                 raise errors.ConfigError(f"{where}: key 'aliases': '{alias}' is both an account and an alias")
+        for account in values["account_may_poll"]:
+            if account.lower() not in accounts:
+                raise errors.ConfigError(
+                    f"{where}: key 'account_may_poll': '{account}' is not in accounts; name accounts of this domain",
+                    field="account_may_poll",
+                )
         domains.append(Domain(**values))
     mains = [d for d in domains if d.main]
     if len(mains) > 1:

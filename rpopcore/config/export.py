@@ -36,6 +36,8 @@ def domain_table(domain: Domain) -> dict:
         "accounts": sorted(domain.accounts),
         "aliases": dict(domain.aliases),
         "ip_addresses": list(domain.ip_addresses),
+        "users_may_poll": domain.users_may_poll,
+        "account_may_poll": dict(domain.account_may_poll),
     }
 
 
