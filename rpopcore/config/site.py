@@ -14,7 +14,6 @@ import attrs
 
 from rpopcore import errors, logs
 from rpopcore.config.schema import Key, file_path, read_table, read_toml, string, string_list
-from rpopcore.model import split_host
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
 SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces", "web")
@@ -119,10 +118,14 @@ def load_site(path: Path) -> SiteConfig:
 
 
 def _listen(value) -> tuple[str, int]:
-    host, port = split_host(string(value), tls=False, default_port=0)
-    if port == 0:
-        raise ValueError(f"{value!r} has no port; write host:port, like \"127.0.0.1:8080\"")
-    return host, port
+    """``host:port`` (``[::1]:8080`` for IPv6); port 0 takes any free port
+    (``rpop web`` prints the one it got)."""
+    text = string(value).strip()
+    host, colon, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port; write it like \"127.0.0.1:8080\" or \"[::1]:8080\"")
+    return host, int(port)
 
 
 def _web(table, path: Path) -> WebConfig:
