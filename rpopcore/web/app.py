@@ -54,29 +54,46 @@ class Guard:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return await self._too_large(scope, receive, send)
+            return await self._too_large(scope, receive, self._decorated(send))
         received = 0
+        too_large = answered = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > MAX_BODY:
+                    too_large = True
                     raise _BodyTooLarge()
             return message
 
         async def send_with_headers(message):
+            nonlocal answered
+            if too_large:
+                # The application's own answer to a body cut short (a 500
+                # from Starlette's error handler) becomes the 413.
+                if not answered:
+                    answered = True
+                    await self._too_large(scope, receive, self._decorated(send))
+                return
+            await self._decorated(send)(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not answered:
+                await self._too_large(scope, receive, self._decorated(send))
+
+    def _decorated(self, send):
+        async def decorated(message):
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
                 message = {**message, "headers": [*message.get("headers", []),
                                                   *(h for h in self.headers if h[0] not in names)]}
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except _BodyTooLarge:
-            await self._too_large(scope, receive, send_with_headers)
+        return decorated
 
     async def _too_large(self, scope, receive, send):
         response = JSONResponse({"error": f"the request body is over {MAX_BODY} bytes; send less", "field": None},
