@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import attrs
 
 from rpopcore import errors, schedule
-from rpopcore.config.export import declaration, domain_table, record_table, settings_table
+from rpopcore.config.export import declaration, record_table, settings_table
 from rpopcore.config.site import WebConfig
 from rpopcore.model import RecordKind, RemoteRecord
 from rpopcore.service import Site, status_row
