@@ -240,12 +240,15 @@ class Operations:
                 row = dict(row)
                 record_id = row.pop("id", None)
                 given = self._given(caller, row)
+                stored = None
                 if record_id is not None:
-                    index = self._locate(caller, doc, ids, record_id, kind)[1]
-                    given = {**doc[kind][index], **given}
+                    stored = doc[kind][self._locate(caller, doc, ids, record_id, kind)[1]]
+                    given = {**stored, **given}
                 if kind == "remote":
                     given["owner"] = owner
-                    if not caller.admin:
+                    # A row a user changes (or adds) is theirs: the user
+                    # limits apply.  One left as it was keeps its setter.
+                    if not caller.admin and (given != stored or "password" in given):
                         given["set_by"] = "user"
                 table.append(given)
                 where.append(position)
