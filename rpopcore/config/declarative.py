@@ -211,28 +211,45 @@ def check_declaration(
     tables = read_table(doc, DECLARATION_TABLES, origin)
     settings = _settings(tables["rpop"], f"{origin}: [rpop]")
     directory = _directory(tables["domain"], origin)
-    auth_names = {"auto", *auth_names}
     records: list[RemoteRecord] = []
     seen: dict[str, str] = {}
-    for kind, keys in (("remote", REMOTE_KEYS), ("unified", UNIFIED_KEYS)):
+    for kind in ("remote", "unified"):
         entries = tables[kind]
         if not isinstance(entries, list):
             raise errors.ConfigError(f"{origin}: write each record as [[{kind}]], not [{kind}]")
         for index, entry in enumerate(entries, 1):
             where = f"{origin}: [[{kind}]] #{index}"
-            try:
-                values = read_table(entry, keys, where)
-                record = _record(kind, values, where, base, keyring, auth_names, directory, route)
-                if record.mailbox in seen:
-                    raise errors.ConfigError(
-                        f"{where}: the same mailbox as {seen[record.mailbox]}; remove one", field="account"
-                    )
-            except errors.ConfigError as exc:
+            record = check_record(kind, entry, where, base, keyring, auth_names, directory, route)
+            if record.mailbox in seen:
+                exc = errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one",
+                                         field="account")
                 exc.entry = (kind, index)
-                raise
+                raise exc
             seen[record.mailbox] = f"[[{kind}]] #{index}"
             records.append(record)
     return Declaration(settings=settings, directory=directory, records=tuple(records), entries=seen)
+
+
+def check_record(
+    kind: str,
+    entry,
+    where: str,
+    base: Path,
+    keyring: Keyring,
+    auth_names: Iterable[str],
+    directory: Directory,
+    route: Callable[[str, Directory], str | None],
+) -> RemoteRecord:
+    """Check one ``[[remote]]`` or ``[[unified]]`` entry (``kind``) with the
+    rules of a file; ``where`` begins each error, whose ``entry`` is
+    ``(kind, N)`` when ``where`` ends in ``#N``."""
+    try:
+        values = read_table(entry, REMOTE_KEYS if kind == "remote" else UNIFIED_KEYS, where)
+        return _record(kind, values, where, base, keyring, {"auto", *auth_names}, directory, route)
+    except errors.ConfigError as exc:
+        number = where.rpartition("#")[2]
+        exc.entry = (kind, int(number)) if number.isdigit() else (kind, 1)
+        raise
 
 
 def _settings(table, where: str) -> ModuleSettings:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 
@@ -40,6 +40,8 @@ READ_ONLY_KEYS = frozenset(
      "retrieved", "retrieved_total"}
 )
 ACCOUNTS_PAGE_SIZE = 50
+#: Begins the errors of changes made through the web (and is cut off them).
+ORIGIN = "web"
 
 
 @attrs.frozen
@@ -164,14 +166,12 @@ class Operations:
             owner, kind = caller.address, RecordKind.REMOTE.value
         elif owner is not None:
             owner = await self.local_address(owner) or owner.lower()
-        rows = await self._rows()
-        return [
-            row for row in rows
-            if (owner is None or row["owner"] == owner) and (kind is None or row["kind"] == kind)
-        ]
+        return await self._rows(
+            lambda r: (owner is None or r.owner == owner) and (kind is None or r.kind.value == kind)
+        )
 
     async def record(self, caller: Caller, record_id: int) -> dict:
-        for row in await self._rows([record_id]):
+        for row in await self._rows(lambda r: r.id == record_id):
             if self._may_see(caller, row):
                 return row
         raise _not_found(record_id)
@@ -185,38 +185,39 @@ class Operations:
             await self._need_right(caller)
             if kind != "remote":
                 raise WebError(403, "unified records are an administrator's", "kind")
-            values["owner"] = caller.address
-            values["set_by"] = "user"
+            values.update(owner=caller.address, set_by="user")
         async with self._changing:
-            doc, ids = await self._document()
-            doc[kind].append(values)
-            await self._apply(doc, focus=(kind, len(doc[kind])))
-            record = await self._find(values, kind)
-        return await self.record(caller, record.id)
+            saved = await self._checked(self.site.apply_record(kind, values, ORIGIN))
+        return await self.record(caller, saved.id)
 
     async def update_record(self, caller: Caller, record_id: int, values: Mapping[str, Any]) -> dict:
         values = self._given(caller, values)
         if "kind" in values:
             raise WebError(400, "a record's kind cannot change; remove it and add one of the other kind", "kind")
         async with self._changing:
-            doc, ids = await self._document()
-            kind, index = self._locate(caller, doc, ids, record_id)
+            record = await self._own_record(caller, record_id)
             if not caller.admin:
-                await self._need_right(caller)
                 # A record a user changes is theirs: the user limits apply.
                 values.update(owner=caller.address, set_by="user")
-            doc[kind][index] = {**doc[kind][index], **values}
-            await self._apply(doc, focus=(kind, index + 1))
+            entry = {**record_table(record), **values}
+            await self._checked(self.site.apply_record(record.kind.value, entry, ORIGIN, record_id))
         return await self.record(caller, record_id)
 
     async def delete_record(self, caller: Caller, record_id: int) -> None:
         async with self._changing:
-            doc, ids = await self._document()
-            kind, index = self._locate(caller, doc, ids, record_id)
-            if not caller.admin:
-                await self._need_right(caller)
-            del doc[kind][index]
-            await self._apply(doc)
+            await self._own_record(caller, record_id)
+            await self.site.store.delete_record(record_id)
+
+    async def _own_record(self, caller: Caller, record_id: int) -> RemoteRecord:
+        """A stored record the caller may change; 404 for one that does not
+        exist or is not theirs (a user is not told which), 403 for a user
+        without the right."""
+        record = await self.site.store.get_record(record_id)
+        if record is None or not (caller.admin or (record.kind is RecordKind.REMOTE and record.owner == caller.address)):
+            raise _not_found(record_id)
+        if not caller.admin:
+            await self._need_right(caller)
+        return record
 
     async def replace_table(self, caller: Caller, kind: str, owner: str | None, rows: list[dict | None]) -> None:
         """The seed's Update button: make one table -- the unified records,
@@ -357,21 +358,19 @@ class Operations:
                     return each, index
         raise _not_found(record_id)
 
-    async def _apply(self, doc: dict, focus: tuple[str, int] | None = None) -> None:
-        origin = "web"
+    async def _apply(self, doc: dict) -> None:
+        await self._checked(self.site.apply_document(doc, ORIGIN))
+
+    async def _checked(self, change):
+        """Await a change; its refusal becomes a WebError (409 for a limit,
+        400 for the rest) naming the field and the entry at fault."""
         try:
-            await self.site.apply_document(doc, origin)
+            return await change
         except errors.LimitExceeded as exc:
-            raise WebError(409, _without_prefix(str(exc), origin), exc.field) from None
+            raise WebError(409, _without_prefix(str(exc), ORIGIN), exc.field) from None
         except errors.ConfigError as exc:
             entry = exc.entry[1] - 1 if exc.entry else None
-            raise WebError(400, _without_prefix(str(exc), origin), exc.field, entry) from None
-
-    async def _find(self, values: Mapping, kind: str) -> RemoteRecord:
-        """The stored record a just-applied entry became (by its mailbox)."""
-        wanted = {(r.kind.value, r.mailbox): r for r in await self.site.store.list_records()}
-        probe = RemoteRecord(kind=kind, account=values["account"], host=values["host"], owner=values.get("owner") or "x")
-        return wanted[(kind, probe.mailbox)]
+            raise WebError(400, _without_prefix(str(exc), ORIGIN), exc.field, entry) from None
 
     def _given(self, caller: Caller, values: Any) -> dict:
         """The keys a request gives, refused when the caller may not set them."""
@@ -393,9 +392,9 @@ class Operations:
     def _may_see(self, caller: Caller, row: dict) -> bool:
         return caller.admin or (row["kind"] == "remote" and row["owner"] == caller.address)
 
-    async def _rows(self, record_ids: list[int] | None = None) -> list[dict]:
-        """Records as JSON: the declarative keys, the status and when the
-        next attempt is due."""
+    async def _rows(self, wanted: Callable[[RemoteRecord], bool]) -> list[dict]:
+        """The records ``wanted`` says, as JSON: the declarative keys, the
+        status and when the next attempt is due."""
         store = self.site.store
         now = dt.datetime.now(dt.timezone.utc)
         settings = await store.load_settings()
@@ -403,9 +402,7 @@ class Operations:
         statuses = await store.load_statuses()
         delays = schedule.host_delays(records, statuses, settings)
         rows = []
-        for record in records:
-            if record_ids is not None and record.id not in record_ids:
-                continue
+        for record in filter(wanted, records):
             status = statuses.get(record.id)
             when = schedule.due(record, status, settings, now, delays, spread=0)
             row = status_row(record, status, when, now)
