@@ -162,12 +162,18 @@ def routes(web) -> list[Route]:
                     table_error = exc.message
         settings = await ops.site.store.load_settings()
         shown = _shown_rows(rows, submitted, settings.time_zone)
+        right = domain_right = None
+        if owner is not None and caller.admin:
+            account, _, domain_name = owner.partition("@")
+            domain = (await ops.site.store.load_directory()).domain(domain_name)
+            right, domain_right = domain.account_may_poll.get(account), domain.users_may_poll
         polled = _polled_notice(request.query_params)
         return _render(request, "records.html", {
             "kind": kind, "owner": owner, "rows": shown, "errors": errors, "table_error": table_error,
             "editable": editable, "who_grants": ops.who_grants(), "periods": PERIODS, "here": here,
             "updated": request.query_params.get("updated"), "polled": polled,
             "limits": settings if kind == "remote" and not caller.admin else None,
+            "right": right, "domain_right": domain_right,
         }, caller, session, status=400 if (errors or table_error) else 200)
 
     async def poll(request, caller, session):

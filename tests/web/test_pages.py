@@ -78,3 +78,16 @@ def test_the_pages_help_is_the_settings_reference_word_for_word():
         if found:
             reference[found.group(1)] = found.group(2)
     assert reference == SETTINGS_HELP
+
+
+async def test_the_account_page_shows_and_sets_the_account_s_right(clients):
+    admin = await clients.signed_in(ADMIN)
+    page = (await admin.get("/accounts/carol@example.test/records")).text
+    assert '<option value="no" selected>no</option>' in page
+    assert "as the domain says (yes)" in page
+    answer = await admin.post("/accounts/carol@example.test/right", data={"may_poll": "default",
+                                                                         "csrf": admin.headers["x-csrf-token"]})
+    assert answer.status_code == 303
+    page = (await admin.get("/accounts/carol@example.test/records")).text
+    assert '<option value="default" selected>' in page
+    assert (await clients.basic("carol@example.test").get("/api/v1/me")).json()["may_poll"] is True
