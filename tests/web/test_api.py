@@ -218,3 +218,14 @@ async def test_health_and_the_openapi_document_describe_every_api_route(clients)
         assert path in spec["paths"], path
         described = {m.lower() for m in spec["paths"][path] if m != "parameters"}
         assert described == {m.lower() for m in route.methods} - {"head"}, path
+
+
+async def test_moving_a_record_to_another_mailbox_needs_its_password_again(clients):
+    alice = clients.basic(ALICE)
+    (record,) = (await alice.get("/api/v1/records")).json()
+    moved = await alice.patch(f"/api/v1/records/{record['id']}", json={"host": "127.0.0.1:2", "account": "other"})
+    assert moved.status_code == 400 and moved.json()["field"] == "password"
+    assert "new mailbox" in moved.json()["error"]
+    done = await alice.patch(f"/api/v1/records/{record['id']}", json={"host": "127.0.0.1:2", "account": "other",
+                                                                       "password": SECRET, "poll_every": "1h"})
+    assert done.status_code == 200 and (done.json()["account"], done.json()["id"]) == ("other", record["id"])
