@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON (and no progress)")
     p = command("status", "one row per record: last poll, error")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    command("run", "the daemon: poll every record on its schedule until SIGTERM")
+    command("run", "the daemon: poll every record on its schedule until SIGTERM (and serve [web])")
+    command("web", "serve the web pages and JSON API of [web] alone, without polling, until SIGTERM")
+    p = command("passwd", "set the web password of a local account (from stdin when it is not a terminal)")
+    p.add_argument("address", help="the local account, e.g. alice@example.test")
     p = command("plugins", "list loaded plugins")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p = command("settings", "the module settings in force, with their defaults")
@@ -285,6 +288,10 @@ async def _dispatch(args) -> int:
             # -v or -q hold for this run: the daemon then does not follow log_level.
             overridden = level != settings.log_level or args.verbose or args.quiet
             return await run_daemon(site, None if overridden else settings.log_level)
+        if args.command == "web":
+            return await _web(site)
+        if args.command == "passwd":
+            return await _passwd(site, args.address)
     finally:
         await site.close()
     return EXIT_BAD_INPUT
@@ -355,6 +362,54 @@ async def _import(site, args) -> int:
             if args.uids else "")
     print(f"rpop: imported {_count(report.mailboxes, 'mailbox')}{uids}; review the file, then: "
           f"rpop -c {args.config} apply FILE", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _web(site) -> int:
+    """``rpop web``: the pages and the API alone, until SIGTERM or SIGINT."""
+    from rpopcore.web.server import WebServer
+
+    if site.config.web is None:
+        raise errors.ConfigError(
+            f"{site.config.path}: no [web] table; add one, e.g. [web] listen = \"127.0.0.1:8080\" and "
+            "admins = [\"postmaster@example.test\"]"
+        )
+    server = WebServer(site, site.config.web)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"serving {server.url} (pages and /api/v1/; not polling)", flush=True)
+    await server.serve(stop)
+    return EXIT_OK
+
+
+async def _passwd(site, address: str) -> int:
+    """``rpop passwd ADDRESS``: the password from standard input (its first
+    line) when it is not a terminal, else prompted twice."""
+    import getpass
+
+    from rpopcore.web.auth import set_password
+
+    local = site.route(address, await site.store.load_directory())
+    if local is None:
+        raise errors.ConfigError(
+            f"{address!r} is not a local account; add it to a [[domain]]'s accounts and apply the file"
+        )
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"web password for {local}: ")
+        if getpass.getpass("again: ") != password:
+            raise errors.ConfigError("the two passwords differ; run 'rpop passwd' again")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise errors.ConfigError("no password given (empty line); give one on standard input or at the prompt")
+    authenticators = [a for contributed in site.pm.hook.rpop_web_authenticators() for a in contributed]
+    try:
+        await set_password(authenticators, local, password, site.store)
+    except ValueError as exc:
+        raise errors.ConfigError(str(exc)) from None
+    print(f"set the web password of {local}; its web sessions have ended")
     return EXIT_OK
 
 

@@ -44,6 +44,8 @@ def directory_to_dict(directory: Directory) -> dict:
                 "accounts": sorted(d.accounts),
                 "aliases": dict(d.aliases),
                 "ip_addresses": list(d.ip_addresses),
+                "users_may_poll": d.users_may_poll,
+                "account_may_poll": dict(d.account_may_poll),
             }
             for d in directory.domains
         ]

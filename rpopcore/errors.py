@@ -20,6 +20,20 @@ class ConfigError(RpopError):
 
     code = "bad-config"
 
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        #: The key at fault (``host``, ``poll_every``), when one is: the web
+        #: pages show the error beside that field, the API names it.
+        self.field = field
+        #: Which entry of a declaration, as ``(kind, index)`` (``("remote",
+        #: 2)`` for the second ``[[remote]]``), when the error is one entry's.
+        self.entry: tuple[str, int] | None = None
+
+
+class LimitExceeded(ConfigError):
+    """A change would break a limit set for users (``max_accounts_per_user``,
+    ``min_poll_period_for_users``): well-formed, refused by policy."""
+
 
 class PollError(RpopError):
     """A poll of one record failed; ``code`` says why.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the types are documented here; importing them costs nothing
     from rpopcore.message import RetrievedMessage
     from rpopcore.model import Directory, Envelope, ModuleSettings, RemoteRecord
     from rpopcore.state import StateStore
+    from rpopcore.web.auth import WebAuthenticator
 
 hookspec = pluggy.HookspecMarker("rpop")
 hookimpl = pluggy.HookimplMarker("rpop")
@@ -116,3 +117,24 @@ def rpop_delivery_agents() -> Mapping[str, Callable[[Mapping[str, object], Path]
 def rpop_poll_finished(record: "RemoteRecord", result: object, settings: "ModuleSettings") -> None:
     """Told after every poll of a record, successful or not.  Everyone is
     told; return values are ignored.  For notifications and metrics."""
+
+
+@hookspec
+def rpop_web_authenticators() -> list["WebAuthenticator"]:
+    """Contribute ways to check a web sign-in.  Everyone contributes.
+
+    :return: a list of :class:`rpopcore.web.auth.WebAuthenticator` objects.
+        Each has a ``name`` and two coroutines:
+        ``authenticate(address, password, store)`` returns True when the
+        password is right for that local address, and
+        ``set_password(address, password, store)`` returns True when it
+        stored the password, False when it keeps no passwords (an
+        authenticator that asks Dovecot or LDAP).
+
+    A sign-in (a page's form, or HTTP Basic on the JSON API) succeeds when
+    any authenticator accepts it, tried in the order plugins registered.
+    ``address`` is already the final local address (aliases resolved) of an
+    existing local account; ``store`` is the site's state store.  ``rpop
+    passwd`` stores through the first that keeps passwords (the built-in
+    ``web_password`` plugin: Argon2 hashes in the state store).
+    """

@@ -79,6 +79,17 @@ class Domain:
         factory=dict, converter=lambda m: {k.lower(): v.lower() for k, v in dict(m).items()}
     )
     ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: The seed's "right to specify remote POP accounts": whether the
+    #: domain's users may keep remote accounts of their own in the web
+    #: pages, and per account (``{"bob": False}``) where it differs.
+    users_may_poll: bool = False
+    account_may_poll: Mapping[str, bool] = attrs.field(
+        factory=dict, converter=lambda m: {k.lower(): bool(v) for k, v in dict(m).items()}
+    )
+
+    def may_poll(self, account: str) -> bool:
+        """Whether ``account`` (the local part) may keep remote accounts."""
+        return self.account_may_poll.get(account.lower(), self.users_may_poll)
 
 
 @attrs.frozen
@@ -281,6 +292,26 @@ class PollStatus:
     last_attempt: _dt.datetime | None = None
     error: str | None = None
     detail: str = ""
+    #: Messages retrieved by the latest poll, and by every poll of the
+    #: record since it was added.
+    retrieved: int = 0
+    retrieved_total: int = 0
+
+
+# --- the web interface -------------------------------------------------------
+
+
+@attrs.frozen
+class WebSession:
+    """A signed-in browser.  ``key`` is a digest of the token in its cookie
+    (the store never holds a token a stolen copy of it could replay);
+    ``csrf`` is the token every form of the session carries; ``address`` is
+    the local account signed in; ``expires`` is an aware time."""
+
+    key: str
+    address: str
+    csrf: str = attrs.field(repr=False)
+    expires: _dt.datetime
 
 
 # --- envelopes and delivery ------------------------------------------------

@@ -25,18 +25,20 @@ def check_user_limits(records: Iterable[RemoteRecord], settings: ModuleSettings,
         if record.set_by != "user":
             continue
         if record.poll_every is not None and record.poll_every < settings.min_poll_period_for_users:
-            raise errors.ConfigError(
+            raise errors.LimitExceeded(
                 f"{prefix}record {record.account}@{record.host} for {record.owner}: poll_every "
                 f"{format_duration(record.poll_every)} is shorter than the minimum for users, "
                 f"{format_duration(settings.min_poll_period_for_users)} (min_poll_period_for_users); "
-                "choose a longer period, or have an administrator set it"
+                "choose a longer period, or have an administrator set it",
+                field="poll_every",
             )
         per_owner[record.owner or ""] += 1
     for owner, count in per_owner.items():
         if count > settings.max_accounts_per_user:
-            raise errors.ConfigError(
+            raise errors.LimitExceeded(
                 f"{prefix}{owner} has {count} records set by the user, more than max_accounts_per_user = "
-                f"{settings.max_accounts_per_user}; remove some, or have an administrator set them"
+                f"{settings.max_accounts_per_user}; remove some, or have an administrator set them",
+                field="max_accounts_per_user",
             )
 
 

@@ -171,21 +171,25 @@ async def _poll_leased(ctx: PollContext, record: RemoteRecord, rlog: logs.Record
         rlog.exception("poll crashed")
         error = errors.RpopError(f"internal error: {type(exc).__name__}: {exc}")
     finished = ctx.clock()
+    try:
+        previous = await ctx.store.load_status(record.id)
+    except errors.StateFailed:
+        previous = None  # the status cannot be stored either; said below
+    total = (previous.retrieved_total if previous else 0) + session.retrieved
     if error is None:
         rlog.log(logs.MAJOR, "poll done: %d retrieved, %d delivered", session.retrieved, session.delivered)
-        status = PollStatus(record.id, last_success=finished, last_attempt=started, error=None)
+        status = PollStatus(record.id, last_success=finished, last_attempt=started, error=None,
+                            retrieved=session.retrieved, retrieved_total=total)
     else:
         rlog.log(logs.PROBLEM, "poll failed (%s): %s", error.code, error)
-        try:
-            previous = await ctx.store.load_status(record.id)
-        except errors.StateFailed:
-            previous = None  # the status cannot be stored either; said below
         status = PollStatus(
             record.id,
             last_success=previous.last_success if previous else None,
             last_attempt=started,
             error=error.code,
             detail=str(error),
+            retrieved=session.retrieved,
+            retrieved_total=total,
         )
     try:
         await ctx.store.save_status(status)

@@ -198,6 +198,7 @@ class Daemon:
                 last_attempt=status.last_attempt if status else None,
                 error=HostDelayed.code,
                 detail=detail,
+                retrieved_total=status.retrieved_total if status else 0,
             )
         )
 
@@ -216,6 +217,11 @@ async def run_daemon(site, log_level: str) -> int:
     """``rpop run``: the daemon until SIGTERM/SIGINT; exit status 0.
     ``log_level`` is the level logging was configured with."""
     site.check_key(await site.store.list_records())
+    web = None
+    if site.config.web is not None:  # [web] in the site file: serve the pages too
+        from rpopcore.web.server import WebServer
+
+        web = WebServer(site, site.config.web)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     metrics = None
@@ -231,7 +237,7 @@ async def run_daemon(site, log_level: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.wake.set)
     try:
-        await daemon.run(stop)
+        await asyncio.gather(daemon.run(stop), *([web.serve(stop)] if web else []))
     finally:
         notifier.close()
         if metrics is not None:

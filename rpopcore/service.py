@@ -13,7 +13,7 @@ import attrs
 import pluggy
 
 from rpopcore import activity, errors, logs, schedule
-from rpopcore.config.declarative import OAUTH2_SECRETS, read_declaration
+from rpopcore.config.declarative import OAUTH2_SECRETS, Declaration, check_declaration, check_record, read_declaration
 from rpopcore.config.export import export
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
@@ -77,27 +77,36 @@ class Site:
             path,
             self.keyring,
             auth_names=[m.name for m in self.mechanisms()],
-            route=lambda address, directory: self.pm.hook.rpop_route_address(address=address, directory=directory),
+            route=self.route,
             site_file=path.resolve() == self.config.path.resolve(),
         )
-        check_user_limits(declaration.records, declaration.settings, str(path))
+        return await self.apply_declaration(declaration, str(path), dry_run)
+
+    async def apply_document(self, doc: Mapping, origin: str, dry_run: bool = False) -> ApplyReport:
+        """:meth:`apply` for a declaration already parsed into tables (what
+        the web pages and the JSON API build): the same checks, the same
+        all-or-nothing change.  ``origin`` begins each error."""
+        declaration = check_declaration(
+            doc, origin, self.config.base_dir, self.keyring, [m.name for m in self.mechanisms()], self.route
+        )
+        return await self.apply_declaration(declaration, origin, dry_run)
+
+    def route(self, address: str, directory) -> str | None:
+        """The final local address of ``address`` (aliases resolved), or
+        None when it is no local account: the routing hook."""
+        return self.pm.hook.rpop_route_address(address=address, directory=directory)
+
+    async def apply_declaration(self, declaration: Declaration, origin: str, dry_run: bool = False) -> ApplyReport:
+        """Make the stored configuration what a checked declaration says
+        (see :meth:`apply`); ``origin`` begins each error."""
+        check_user_limits(declaration.records, declaration.settings, origin)
         stored = {r.mailbox: r for r in await self.store.list_records()}
         records = []
         for record in declaration.records:
-            where = f"{path}: {declaration.entries[record.mailbox]}"
-            old = stored.get(record.mailbox)
-            if old is not None:
-                record = _keep_stored_secrets(record, old, self.keyring)
-            elif record.secret.source == "none" and "oauth2" not in record.options:
-                raise errors.ConfigError(
-                    f"{where} key 'password' is missing: {record.mailbox} is a new mailbox and has no stored "
-                    "password; give password, password_env or password_file (or an oauth2 table)"
-                )
-            if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
-                raise errors.ConfigError(
-                    f"{where} key 'oauth2': 'refresh_token' is missing and none is stored; give the refresh token once"
-                )
-            records.append(record)
+            entry = declaration.entries[record.mailbox]
+            kind, _, index = entry.strip("[]").partition("]] #")
+            records.append(self._with_secrets(record, stored.get(record.mailbox), f"{origin}: {entry}",
+                                              (kind, int(index))))
         report = ApplyReport(
             changes=(
                 *_settings_changes(await self.store.load_settings(), declaration.settings),
@@ -118,6 +127,54 @@ class Site:
         if not dry_run:
             await self.store.replace_configuration(declaration.settings, declaration.directory, records)
         return report
+
+    def _with_secrets(self, record: RemoteRecord, old: RemoteRecord | None, where: str, entry) -> RemoteRecord:
+        """The record with the stored secrets of ``old`` (the stored record
+        of the same mailbox) where it gives none; a new mailbox must give
+        one.  ``entry`` goes on the error."""
+        try:
+            if old is not None:
+                record = _keep_stored_secrets(record, old, self.keyring)
+            elif record.secret.source == "none" and "oauth2" not in record.options:
+                raise errors.ConfigError(
+                    f"{where} key 'password' is missing: {record.mailbox} is a new mailbox and has no stored "
+                    "password; give password, password_env or password_file (or an oauth2 table)",
+                    field="password",
+                )
+            if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
+                raise errors.ConfigError(
+                    f"{where} key 'oauth2': 'refresh_token' is missing and none is stored; give the refresh token once",
+                    field="oauth2",
+                )
+        except errors.ConfigError as exc:
+            exc.entry = entry
+            raise
+        return record
+
+    async def apply_record(self, kind: str, entry: Mapping, origin: str, record_id: int | None = None) -> RemoteRecord:
+        """Add a record (``record_id`` None) or make a stored one what one
+        ``[[remote]]`` or ``[[unified]]`` entry says, with the checks of
+        :meth:`apply` -- the entry's keys, its mailbox unique, the user
+        limits of its owner, a new mailbox's password -- leaving every other
+        record as it is, so the cost does not grow with their number.
+        Returns the stored record."""
+        settings = await self.store.load_settings()
+        directory = await self.store.load_directory()
+        where = f"{origin}: [[{kind}]]"
+        record = check_record(kind, entry, where, self.config.base_dir, self.keyring,
+                              [m.name for m in self.mechanisms()], directory, self.route)
+        stored = await self.store.list_records()
+        old = next((r for r in stored if r.id == record_id), None)
+        others = [r for r in stored if r.id != record_id]
+        same = next((r for r in others if r.mailbox == record.mailbox), None)
+        if same is not None:
+            exc = errors.ConfigError(f"{where}: {record.mailbox} is record {same.id} already; one mailbox is one "
+                                     "record", field="account")
+            exc.entry = (kind, 1)
+            raise exc
+        record = self._with_secrets(record, old if old and old.mailbox == record.mailbox else None, where, (kind, 1))
+        check_user_limits([*(r for r in others if r.owner == record.owner), record], settings, origin)
+        return await self.store.save_record(attrs.evolve(record, id=record_id))
 
     async def export(self) -> str:
         """The stored configuration as a declarative file, without secrets."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence
 
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WebSession
 
 #: How long a removed record's mailbox keeps its UIDs (and journal), in
 #: seconds: adding the same mailbox back within it retrieves nothing twice.
@@ -123,3 +123,26 @@ class StateStore(Protocol):
 
     async def load_statuses(self) -> dict[int, PollStatus]:
         """The latest status of every record that has one."""
+
+    # --- the web interface (see rpopcore.web) ------------------------------
+    #
+    # Addresses are final local addresses (``alice@example.test``, lower
+    # case).  The store keeps what it is given; hashing a password and
+    # digesting a session token happen before these calls.
+
+    async def load_web_password(self, address: str) -> str | None:
+        """The web password hash of a local account, or None when it has
+        none (it cannot sign in with the built-in password plugin)."""
+
+    async def save_web_password(self, address: str, password_hash: str | None) -> None:
+        """Set (or, with None, remove) an account's web password hash.  Its
+        sessions end with it: every web session of the address is deleted."""
+
+    async def save_web_session(self, session: WebSession) -> None:
+        """Store a new session; sessions expired by then may be deleted."""
+
+    async def load_web_session(self, key: str) -> WebSession | None:
+        """The session with this key, or None (never one that has expired)."""
+
+    async def delete_web_session(self, key: str) -> None:
+        """End a session (signing out); no error if there is none."""

@@ -61,7 +61,15 @@ DOMAIN_KEYS = {
     "accounts": Key(string_list, ()),
     "aliases": Key(string_map, {}),
     "ip_addresses": Key(string_list, ()),
+    "users_may_poll": Key(boolean, False),
+    "account_may_poll": Key(lambda value: _boolean_map(value), {}),
 }
+
+
+def _boolean_map(value) -> dict[str, bool]:
+    if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
+        raise ValueError(f"expected a table of true or false per account, like {{ bob = false }}, got {value!r}")
+    return dict(value)
 
 _COMMON_RECORD_KEYS = {
     "poll_every": Key(poll_period, 600),
@@ -173,7 +181,7 @@ def read_declaration(
     """
     path = Path(path).absolute()
     doc = read_toml(path)
-    tables = read_table(doc, DECLARATION_TABLES | (_SITE_FILE_TABLES if site_file else {}), str(path))
+    read_table(doc, DECLARATION_TABLES | (_SITE_FILE_TABLES if site_file else {}), str(path))
     if not any(name in doc for name in DECLARATION_TABLES):
         # Applying it would remove every record and its UIDs: an empty file
         # is far more often a mistake (a wrong path, a truncated copy) than
@@ -183,24 +191,74 @@ def read_declaration(
             "remove every record; check that it is the right file (to remove every record on purpose, apply a "
             "file with just [rpop])"
         )
-    settings = ModuleSettings(**read_table(tables["rpop"], _optional(SETTINGS_KEYS), f"{path}: [rpop]"))
-    directory = _directory(tables["domain"], path)
-    auth_names = {"auto", *auth_names}
+    declared = {name: value for name, value in doc.items() if name in DECLARATION_TABLES}
+    return check_declaration(declared, str(path), path.parent, keyring, auth_names, route)
+
+
+def check_declaration(
+    doc: Mapping,
+    origin: str,
+    base: Path,
+    keyring: Keyring,
+    auth_names: Iterable[str],
+    route: Callable[[str, Directory], str | None],
+) -> Declaration:
+    """Check a declaration already parsed into tables -- a TOML file's, or
+    one a web page or the JSON API built -- with exactly the rules of a
+    file.  ``origin`` begins each error (a file's path); ``base`` is the
+    folder relative ``password_file`` and ``ca_file`` paths start from.  An
+    error about one record carries ``entry`` = ``(kind, index)``."""
+    tables = read_table(doc, DECLARATION_TABLES, origin)
+    settings = _settings(tables["rpop"], f"{origin}: [rpop]")
+    directory = _directory(tables["domain"], origin)
     records: list[RemoteRecord] = []
     seen: dict[str, str] = {}
-    for kind, keys in (("remote", REMOTE_KEYS), ("unified", UNIFIED_KEYS)):
+    for kind in ("remote", "unified"):
         entries = tables[kind]
         if not isinstance(entries, list):
-            raise errors.ConfigError(f"{path}: write each record as [[{kind}]], not [{kind}]")
+            raise errors.ConfigError(f"{origin}: write each record as [[{kind}]], not [{kind}]")
         for index, entry in enumerate(entries, 1):
-            where = f"{path}: [[{kind}]] #{index}"
-            values = read_table(entry, keys, where)
-            record = _record(kind, values, where, path.parent, keyring, auth_names, directory, route)
+            where = f"{origin}: [[{kind}]] #{index}"
+            record = check_record(kind, entry, where, base, keyring, auth_names, directory, route)
             if record.mailbox in seen:
-                raise errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one")
+                exc = errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one",
+                                         field="account")
+                exc.entry = (kind, index)
+                raise exc
             seen[record.mailbox] = f"[[{kind}]] #{index}"
             records.append(record)
     return Declaration(settings=settings, directory=directory, records=tuple(records), entries=seen)
+
+
+def check_record(
+    kind: str,
+    entry,
+    where: str,
+    base: Path,
+    keyring: Keyring,
+    auth_names: Iterable[str],
+    directory: Directory,
+    route: Callable[[str, Directory], str | None],
+) -> RemoteRecord:
+    """Check one ``[[remote]]`` or ``[[unified]]`` entry (``kind``) with the
+    rules of a file; ``where`` begins each error, whose ``entry`` is
+    ``(kind, N)`` when ``where`` ends in ``#N``."""
+    try:
+        values = read_table(entry, REMOTE_KEYS if kind == "remote" else UNIFIED_KEYS, where)
+        return _record(kind, values, where, base, keyring, {"auto", *auth_names}, directory, route)
+    except errors.ConfigError as exc:
+        number = where.rpartition("#")[2]
+        exc.entry = (kind, int(number)) if number.isdigit() else (kind, 1)
+        raise
+
+
+def _settings(table, where: str) -> ModuleSettings:
+    values = read_table(table, _optional(SETTINGS_KEYS), where)
+    try:
+        return ModuleSettings(**values)
+    except ValueError as exc:  # a validator of ModuleSettings: "processors must not be negative"
+        field = str(exc).split(" ", 1)[0]
+        raise errors.ConfigError(f"{where} key '{field}': {exc}", field=field if field in values else None) from None
 
 
 def _optional(keys: dict[str, Key]) -> dict[str, Key]:
@@ -209,7 +267,7 @@ def _optional(keys: dict[str, Key]) -> dict[str, Key]:
     return {name: Key(key.convert, getattr(defaults, name)) for name, key in keys.items()}
 
 
-def _directory(entries, path: Path) -> Directory:
+def _directory(entries, path: str) -> Directory:
     if not isinstance(entries, list):
         raise errors.ConfigError(f"{path}: write each domain as [[domain]], not [domain]")
     domains = []
@@ -229,6 +287,12 @@ def _directory(entries, path: Path) -> Directory:
                 )
             if alias.lower() in accounts:
                 raise errors.ConfigError(f"{where}: key 'aliases': '{alias}' is both an account and an alias")
+        for account in values["account_may_poll"]:
+            if account.lower() not in accounts:
+                raise errors.ConfigError(
+                    f"{where}: key 'account_may_poll': '{account}' is not in accounts; name accounts of this domain",
+                    field="account_may_poll",
+                )
         domains.append(Domain(**values))
     mains = [d for d in domains if d.main]
     if len(mains) > 1:
@@ -245,7 +309,7 @@ def _directory(entries, path: Path) -> Directory:
 def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, directory, route) -> RemoteRecord:
     given = [k for k in ("password", "password_env", "password_file") if values[k] is not None]
     if len(given) > 1:
-        raise errors.ConfigError(f"{where}: give only one of {', '.join(given)}")
+        raise errors.ConfigError(f"{where}: give only one of {', '.join(given)}", field=given[-1])
     if values["password"] is not None:
         secret = keyring.seal(values["password"])
     elif values["password_env"] is not None:
@@ -257,17 +321,20 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
     try:
         check_host(values["host"])
     except ValueError as exc:
-        raise errors.ConfigError(f"{where}: key 'host': {exc}") from None
+        raise errors.ConfigError(f"{where}: key 'host': {exc}", field="host") from None
     if values["auth"] not in auth_names:
         raise errors.ConfigError(
             f"{where}: key 'auth': no installed plugin provides {values['auth']!r}; "
-            f"choose one of {', '.join(sorted(auth_names))}"
+            f"choose one of {', '.join(sorted(auth_names))}",
+            field="auth",
         )
     ca_file = values["ca_file"]
     if ca_file:
         ca_path = base / ca_file
         if not ca_path.is_file():
-            raise errors.ConfigError(f"{where}: key 'ca_file': {ca_path} is not a readable file; give a PEM CA bundle")
+            raise errors.ConfigError(
+                f"{where}: key 'ca_file': {ca_path} is not a readable file; give a PEM CA bundle", field="ca_file"
+            )
         ca_file = str(ca_path)
     owner = None
     if kind == "remote":
@@ -275,7 +342,8 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
         if owner is None:
             raise errors.ConfigError(
                 f"{where}: key 'owner': {values['owner']!r} is not a local account; "
-                "add it to a [[domain]]'s accounts (or aliases)"
+                "add it to a [[domain]]'s accounts (or aliases)",
+                field="owner",
             )
     extra = {}
     options = {}

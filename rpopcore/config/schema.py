@@ -57,16 +57,16 @@ def read_table(table: Any, keys: Mapping[str, Key], where: str) -> dict[str, Any
         if name not in keys:
             close = difflib.get_close_matches(name, list(keys), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(keys))}"
-            raise errors.ConfigError(f"{where}: unknown key '{name}'{hint}")
+            raise errors.ConfigError(f"{where}: unknown key '{name}'{hint}", field=name)
     values: dict[str, Any] = {}
     for name, key in keys.items():
         if name in table:
             try:
                 values[name] = key.convert(table[name])
             except (ValueError, TypeError) as exc:
-                raise errors.ConfigError(f"{where} key '{name}': {exc}") from None
+                raise errors.ConfigError(f"{where} key '{name}': {exc}", field=name) from None
         elif key.default is REQUIRED:
-            raise errors.ConfigError(f"{where} key '{name}' is missing; it is required")
+            raise errors.ConfigError(f"{where} key '{name}' is missing; it is required", field=name)
         else:
             values[name] = key.default
     return values

@@ -13,10 +13,10 @@ from typing import Any, Mapping
 import attrs
 
 from rpopcore import errors, logs
-from rpopcore.config.schema import Key, file_path, read_table, read_toml, string
+from rpopcore.config.schema import Key, file_path, read_table, read_toml, string, string_list
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
-SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces", "metrics")
+SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces", "metrics", "web")
 
 DEFAULT_SITE_FILE = """\
 # rpop site file: where state and mail live.  Relative paths are relative to
@@ -46,6 +46,23 @@ class PluginChoice:
 
 
 @attrs.frozen
+class WebConfig:
+    """``[web]``: where the web pages and the JSON API listen, the TLS
+    certificate and key (both or neither; with them cookies are Secure), and
+    the local addresses that have the administrator role."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    admins: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@attrs.frozen
 class SiteConfig:
     path: Path
     delivery: PluginChoice
@@ -56,6 +73,8 @@ class SiteConfig:
     bounce_spool: Path
     #: ``host:port`` where ``rpop run`` serves Prometheus metrics; "" for none.
     metrics_listen: str = ""
+    #: None without a ``[web]`` table: ``rpop run`` then serves no pages.
+    web: WebConfig | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -105,7 +124,52 @@ def load_site(path: Path) -> SiteConfig:
         bounce_relay=bounces["relay"],
         bounce_spool=base / bounces["spool"],
         metrics_listen=metrics["listen"],
+        web=_web(doc["web"], path) if "web" in doc else None,
     )
+
+
+def _listen(value) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6); port 0 takes any free port
+    (``rpop web`` prints the one it got)."""
+    text = string(value).strip()
+    host, colon, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port; write it like \"127.0.0.1:8080\" or \"[::1]:8080\"")
+    return host, int(port)
+
+
+def _web(table, path: Path) -> WebConfig:
+    where = f"{path}: [web]"
+    values = read_table(
+        table,
+        {
+            "listen": Key(_listen, ("127.0.0.1", 8080)),
+            "tls_cert": Key(file_path, ""),
+            "tls_key": Key(file_path, ""),
+            "admins": Key(string_list, ()),
+        },
+        where,
+    )
+    if bool(values["tls_cert"]) != bool(values["tls_key"]):
+        raise errors.ConfigError(f"{where}: give both tls_cert and tls_key, or neither", field="tls_key")
+    cert = key = None
+    if values["tls_cert"]:
+        cert, key = path.parent / values["tls_cert"], path.parent / values["tls_key"]
+        for name, file in (("tls_cert", cert), ("tls_key", key)):
+            if not file.is_file():
+                raise errors.ConfigError(f"{where} key '{name}': {file} is not a readable file; give a PEM file",
+                                         field=name)
+    for admin in values["admins"]:
+        if "@" not in admin:
+            raise errors.ConfigError(
+                f"{where} key 'admins': {admin!r} is not an address; write local addresses, like "
+                "\"postmaster@example.test\"",
+                field="admins",
+            )
+    host, port = values["listen"]
+    return WebConfig(host=host, port=port, tls_cert=cert, tls_key=key,
+                     admins=tuple(a.strip().lower() for a in values["admins"]))
 
 
 def _plugin_choice(doc: dict, table: str, path: Path) -> PluginChoice:

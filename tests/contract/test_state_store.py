@@ -19,6 +19,7 @@ from rpopcore.model import (
     RecordKind,
     RemoteRecord,
     SecretRef,
+    WebSession,
 )
 from rpopcore.plugins import plugin_manager
 
@@ -146,7 +147,7 @@ async def test_remembering_a_uid_or_its_recipients_clears_their_journal_entries(
 async def test_statuses(store):
     (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
     moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    status = PollStatus(r.id, last_success=moment, last_attempt=moment, error=None)
+    status = PollStatus(r.id, last_success=moment, last_attempt=moment, error=None, retrieved=3, retrieved_total=40)
     await store.save_status(status)
     assert await store.load_status(r.id) == status
     assert await store.load_statuses() == {r.id: status}
@@ -195,3 +196,44 @@ async def test_a_lease_whose_holder_was_killed_is_free_at_once(store, store_name
         holder.kill()
         holder.wait()
     assert await store.acquire_lease(r.id, "this-worker", 600), "the killed process's lease ended with it"
+
+
+# --- the web interface's passwords and sessions ------------------------------
+
+ALICE = "alice@example.test"
+
+
+def session(key="k1", address=ALICE, minutes=30) -> WebSession:
+    expires = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=minutes)
+    return WebSession(key=key, address=address, csrf="c-" + key, expires=expires)
+
+
+async def test_a_web_password_hash_is_kept_per_address_and_can_be_removed(store):
+    assert await store.load_web_password(ALICE) is None
+    await store.save_web_password(ALICE, "$argon2id$one")
+    await store.save_web_password("bob@example.test", "$argon2id$two")
+    await store.save_web_password(ALICE, "$argon2id$three")
+    assert await store.load_web_password(ALICE) == "$argon2id$three"
+    await store.save_web_password(ALICE, None)
+    assert await store.load_web_password(ALICE) is None
+    assert await store.load_web_password("bob@example.test") == "$argon2id$two"
+
+
+async def test_a_web_session_lives_until_it_expires_or_is_deleted(store):
+    alive, ended = session("k1"), session("k2")
+    await store.save_web_session(alive)
+    await store.save_web_session(ended)
+    await store.save_web_session(session("k3", minutes=-1))
+    assert await store.load_web_session("k1") == alive
+    await store.delete_web_session("k2")
+    await store.delete_web_session("no-such-key")
+    assert await store.load_web_session("k2") is None
+    assert await store.load_web_session("k3") is None, "an expired session is never returned"
+
+
+async def test_changing_a_web_password_ends_that_address_s_sessions_only(store):
+    await store.save_web_session(session("alice-1"))
+    await store.save_web_session(session("bob-1", address="bob@example.test"))
+    await store.save_web_password(ALICE, "$argon2id$new")
+    assert await store.load_web_session("alice-1") is None
+    assert (await store.load_web_session("bob-1")).address == "bob@example.test"

@@ -45,10 +45,10 @@ import attrs
 from rpopcore import codec, errors
 from rpopcore.config.schema import Key, non_empty_string, read_table
 from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WebSession
 from rpopcore.state import REMOVED_MAILBOX_RETENTION
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,8 +86,18 @@ CREATE TABLE IF NOT EXISTS status (
     last_success TEXT,
     last_attempt TEXT,
     error TEXT,
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT '',
+    retrieved INTEGER NOT NULL DEFAULT 0,
+    retrieved_total INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS web_passwords (address TEXT PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    key TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS web_sessions_by_address ON web_sessions (address);
 """
 
 #: Schema 1 kept UIDs per record id and leases in a table; schema 2 keeps
@@ -99,6 +109,13 @@ ALTER TABLE seen_uids RENAME TO seen_uids_v1;
 ALTER TABLE recipients_done RENAME TO recipients_done_v1;
 ALTER TABLE status RENAME TO status_v1;
 DROP TABLE IF EXISTS leases;
+"""
+
+#: Schema 3 counts retrieved messages in each status and keeps the web
+#: interface's passwords and sessions (their tables come from SCHEMA).
+MIGRATE_2_TO_3 = """
+ALTER TABLE status ADD COLUMN retrieved INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE status ADD COLUMN retrieved_total INTEGER NOT NULL DEFAULT 0;
 """
 
 
@@ -346,18 +363,58 @@ class SqliteStore:
     @_failing_as_state_error
     async def save_status(self, status: PollStatus) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO status VALUES (?, ?, ?, ?, ?)",
-            (status.record_id, _time(status.last_success), _time(status.last_attempt), status.error, status.detail),
+            f"INSERT OR REPLACE INTO status ({_STATUS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (status.record_id, _time(status.last_success), _time(status.last_attempt), status.error, status.detail,
+             status.retrieved, status.retrieved_total),
         )
 
     @_failing_as_state_error
     async def load_status(self, record_id: int) -> PollStatus | None:
-        row = self._db.execute("SELECT * FROM status WHERE record_id = ?", (record_id,)).fetchone()
+        row = self._db.execute(f"SELECT {_STATUS_COLUMNS} FROM status WHERE record_id = ?", (record_id,)).fetchone()
         return _status(row) if row else None
 
     @_failing_as_state_error
     async def load_statuses(self) -> dict[int, PollStatus]:
-        return {row[0]: _status(row) for row in self._db.execute("SELECT * FROM status")}
+        return {row[0]: _status(row) for row in self._db.execute(f"SELECT {_STATUS_COLUMNS} FROM status")}
+
+    # --- the web interface ----------------------------------------------------
+
+    @_failing_as_state_error
+    async def load_web_password(self, address: str) -> str | None:
+        row = self._db.execute("SELECT hash FROM web_passwords WHERE address = ?", (address,)).fetchone()
+        return row[0] if row else None
+
+    @_failing_as_state_error
+    async def save_web_password(self, address: str, password_hash: str | None) -> None:
+        with _transaction(self._db):
+            if password_hash is None:
+                self._db.execute("DELETE FROM web_passwords WHERE address = ?", (address,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO web_passwords VALUES (?, ?)", (address, password_hash))
+            self._db.execute("DELETE FROM web_sessions WHERE address = ?", (address,))
+
+    @_failing_as_state_error
+    async def save_web_session(self, session: WebSession) -> None:
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM web_sessions WHERE expires < ?", (time.time(),))
+            self._db.execute(
+                "INSERT INTO web_sessions VALUES (?, ?, ?, ?)",
+                (session.key, session.address, session.csrf, session.expires.timestamp()),
+            )
+
+    @_failing_as_state_error
+    async def load_web_session(self, key: str) -> WebSession | None:
+        row = self._db.execute(
+            "SELECT address, csrf, expires FROM web_sessions WHERE key = ? AND expires >= ?", (key, time.time())
+        ).fetchone()
+        if row is None:
+            return None
+        address, csrf, expires = row
+        return WebSession(key, address, csrf, dt.datetime.fromtimestamp(expires, dt.timezone.utc))
+
+    @_failing_as_state_error
+    async def delete_web_session(self, key: str) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE key = ?", (key,))
 
 
 def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
@@ -376,6 +433,8 @@ def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
     if version == 1:
         _run_script(db, MIGRATE_1_TO_2 + SCHEMA)
         _copy_schema_1(db)
+    elif version == 2:
+        _run_script(db, MIGRATE_2_TO_3)
     _run_script(db, SCHEMA)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -404,7 +463,10 @@ def _copy_schema_1(db: sqlite3.Connection) -> None:
             for rid, uid, recipient in db.execute("SELECT record_id, uid, recipient FROM recipients_done_v1").fetchall()
         ],
     )
-    db.execute("INSERT INTO status SELECT * FROM status_v1")
+    db.execute(
+        "INSERT INTO status (record_id, last_success, last_attempt, error, detail) "
+        "SELECT record_id, last_success, last_attempt, error, detail FROM status_v1"
+    )
     for table in ("status_v1", "recipients_done_v1", "seen_uids_v1", "records_v1"):
         db.execute(f"DROP TABLE {table}")
 
@@ -496,14 +558,19 @@ def _time(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+_STATUS_COLUMNS = "record_id, last_success, last_attempt, error, detail, retrieved, retrieved_total"
+
+
 def _status(row) -> PollStatus:
-    rid, success, attempt, error, detail = row
+    rid, success, attempt, error, detail, retrieved, retrieved_total = row
     return PollStatus(
         record_id=rid,
         last_success=dt.datetime.fromisoformat(success) if success else None,
         last_attempt=dt.datetime.fromisoformat(attempt) if attempt else None,
         error=error,
         detail=detail or "",
+        retrieved=retrieved,
+        retrieved_total=retrieved_total,
     )
 
 

@@ -78,3 +78,34 @@ async def test_a_full_disk_is_a_state_failure_naming_the_file(tmp_path):
     with pytest.raises(errors.StateFailed, match=r"rpop.sqlite: cannot use the state database: database or disk is full"):
         await store.remember_uids("a@pop.isp.test", [f"u{i}" for i in range(1000)])
     await store.close()
+
+
+async def test_a_schema_2_database_gains_retrieved_counts_and_web_tables_keeping_statuses(tmp_path):
+    path = tmp_path / "rpop.sqlite"
+    store = sqlite_store.SqliteStore(path)
+    await store.open()
+    (saved,) = await store.replace_configuration(*_empty(), [record("a", "pop.isp.test")])
+    await store.close()
+    # Take the database back to schema 2: no counts, no web tables.
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO status (record_id, error, detail) VALUES (?, 'timeout', 'slow')", (saved.id,))
+    db.executescript(
+        "DROP TABLE web_passwords; DROP TABLE web_sessions;"
+        "ALTER TABLE status DROP COLUMN retrieved; ALTER TABLE status DROP COLUMN retrieved_total;"
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+    )
+    db.close()
+
+    store = sqlite_store.SqliteStore(path)
+    await store.open()
+    status = await store.load_status(saved.id)
+    assert (status.error, status.retrieved, status.retrieved_total) == ("timeout", 0, 0)
+    await store.save_web_password("alice@example.test", "$argon2id$x")
+    assert await store.load_web_password("alice@example.test") == "$argon2id$x"
+    await store.close()
+
+
+def _empty():
+    from rpopcore.model import Directory, ModuleSettings
+
+    return ModuleSettings(), Directory()
