@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("export", help="print the stored configuration as a declarative file (without secrets)")
     p = sub.add_parser("secrets", help="manage the site key: 'rotate' re-encrypts every stored secret under a new key")
     p.add_argument("action", choices=["rotate"])
+    p = sub.add_parser("plugin", help="'new KIND NAME [DIR]': write a new plugin distribution from a template")
+    p.add_argument("action", choices=["new"])
+    p.add_argument("kind", metavar="KIND", help="auth or delivery")
+    p.add_argument("name", metavar="NAME", help="the plugin's name (lower case, digits, _)")
+    p.add_argument("dir", metavar="DIR", type=Path, nargs="?", help="where to write it (default: ./rpop-KIND-NAME)")
     p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser
@@ -190,6 +195,12 @@ async def _dispatch(args) -> int:
         return await run_demo(keep=args.keep)
     if args.command == "plugins":
         return _plugins(args.json)
+    if args.command == "plugin":
+        from rpopcore.plugin_template import new_plugin
+
+        folder = new_plugin(args.kind, args.name, args.dir)
+        print(f"wrote {folder}; next: cd {folder} && pip install -e '.[test]' && python -m pytest")
+        return EXIT_OK
     from rpopcore.service import Site
 
     site = await Site.open(Path(args.config))
@@ -337,8 +348,11 @@ def _print_settings(settings, as_json: bool) -> None:
 
 
 def _show(name: str, value) -> str:
-    if name.startswith(("delay_", "min_poll")) or name == "timeout":
-        return format_duration(value)
+    from rpopcore.config.declarative import SETTINGS_KEYS
+
+    shown = SETTINGS_KEYS[name].show(value)
+    if shown is not value:  # written in its own form, like a duration's 10m
+        return str(shown)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

@@ -157,3 +157,36 @@ def describe(pm: pluggy.PluginManager) -> list[dict]:
         )
     return rows
 
+
+
+def record_options(pm: pluggy.PluginManager, core_keys) -> dict:
+    """Every record key the loaded plugins declare
+    (:func:`rpopcore.hookspecs.rpop_record_options`), by name; ``core_keys``
+    are the core's own, which no plugin may declare again."""
+    from rpopcore.options import collect
+
+    return collect(
+        ((impl.plugin_name, impl.function()) for impl in pm.hook.rpop_record_options.get_hookimpls()), core_keys
+    )
+
+
+#: The distributions of rpop's standard plugins, by kind and plugin name, so
+#: that a missing one is named exactly ("pip install rpop-routing-directory").
+STANDARD_DISTRIBUTIONS = {
+    "auth": {name: f"rpop-auth-{name}" for name in ("userpass", "apop", "plain", "cram-md5", "msn", "xoauth2",
+                                                     "oauthbearer")},
+    "delivery": {name: f"rpop-delivery-{name}" for name in ("maildir", "lmtp", "smtp", "pipe")},
+    "state": {"sqlite": "rpop-storage-sqlite"},
+    "routing": {"directory": "rpop-routing-directory"},
+    "recipients": {"owner": "rpop-recipients-owner", "headers": "rpop-recipients-headers",
+                   "special_field": "rpop-recipients-special-field"},
+}
+
+
+def install_hint(kind: str, name: str) -> str:
+    """How to install the plugin ``name`` of ``kind`` (``delivery``,
+    ``state``, ``auth``, ``routing``, ``recipients``)."""
+    distribution = STANDARD_DISTRIBUTIONS.get(kind, {}).get(name)
+    if distribution:
+        return f"pip install {distribution} (or pip install 'rpop[standard]' for the standard set)"
+    return f"install the distribution that provides the {kind} plugin {name!r} ('rpop plugins' lists what is installed)"

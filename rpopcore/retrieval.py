@@ -293,7 +293,8 @@ class _Session:
 
     async def _store_secret(self, name: str, value: str) -> None:
         """Seal ``value`` and store it as the record's ``table.key`` secret
-        (``oauth2.refresh_token``), keeping everything else of the record."""
+        (a secret part of a key a plugin adds), keeping everything else of
+        the record."""
         table, _, key = name.partition(".")
         record = await self.ctx.store.get_record(self.record.id)
         if record is None or not key or not isinstance(record.options.get(table), dict):

@@ -1,18 +1,23 @@
 """Writing the stored configuration back out as a declarative file
 (``rpop export``).  Secrets stay out: a stored password is not exported
 (applying the file keeps it, see :meth:`rpopcore.service.Site.apply`), while
-``password_env`` and ``password_file`` references are."""
+``password_env`` and ``password_file`` references are; nor are the secret
+parts of the keys plugins add.
+
+Every key is written from its one definition (:data:`SETTINGS_KEYS`,
+:data:`RECORD_KEYS`, a plugin's :class:`rpopcore.options.RecordOption`), so
+what is written reads back the same."""
 
 from __future__ import annotations
 
 import json
+from typing import Mapping
 
 import attrs
 
-from rpopcore.durations import format_duration
-from rpopcore.model import Directory, ModuleSettings, RecordKind, RemoteRecord
-
-_DURATIONS = {"delay_failed_hosts", "delay_failed_accounts", "min_poll_period_for_users", "timeout"}
+from rpopcore.config.declarative import PASSWORD_KEYS, RECORD_KEYS, SETTINGS_KEYS, record_keys
+from rpopcore.model import Directory, ModuleSettings, RemoteRecord
+from rpopcore.options import RecordOption
 
 
 def _value(value) -> str:
@@ -27,33 +32,46 @@ def _value(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string is a JSON string
 
 
-def export(settings: ModuleSettings, directory: Directory, records: list[RemoteRecord]) -> str:
+def export(
+    settings: ModuleSettings, directory: Directory, records: list[RemoteRecord],
+    options: Mapping[str, RecordOption] = {},
+) -> str:
     lines = ["# rpop configuration, exported. Stored passwords are not included;", "# applying this file keeps them.", "", "[rpop]"]
     for field in attrs.fields(ModuleSettings):
-        value = getattr(settings, field.name)
-        lines.append(f"{field.name} = {_value(format_duration(value) if field.name in _DURATIONS else value)}")
+        lines.append(f"{field.name} = {_value(SETTINGS_KEYS[field.name].show(getattr(settings, field.name)))}")
     for domain in directory.domains:
         lines += ["", "[[domain]]", f"name = {_value(domain.name)}", f"main = {_value(domain.main)}",
                   f"accounts = {_value(sorted(domain.accounts))}", f"aliases = {_value(dict(domain.aliases))}",
                   f"ip_addresses = {_value(list(domain.ip_addresses))}"]
     for record in records:
         lines += ["", f"[[{record.kind.value}]]", f"# id {record.id}"]
-        if record.kind is RecordKind.REMOTE:
-            lines.append(f"owner = {_value(record.owner)}")
-        every = "disabled" if record.poll_every is None else format_duration(record.poll_every)
-        lines += [f"poll_every = {_value(every)}", f"account = {_value(record.account)}", f"host = {_value(record.host)}"]
-        if record.secret.source == "env":
-            lines.append(f"password_env = {_value(record.secret.value)}")
-        elif record.secret.source == "file":
-            lines.append(f"password_file = {_value(record.secret.value)}")
-        for name in ("leave", "apop", "tls", "tls_verify", "ca_file", "server_name", "starttls", "auth", "set_by"):
-            lines.append(f"{name} = {_value(getattr(record, name))}")
-        if record.timeout is not None:
-            lines.append(f"timeout = {_value(format_duration(record.timeout))}")
-        if record.kind is RecordKind.UNIFIED:
-            lines += [f"special_field = {_value(record.special_field)}", f"dedupe = {_value(record.dedupe)}"]
-        oauth2 = record.options.get("oauth2")
-        if oauth2:
-            public = {k: v for k, v in oauth2.items() if not isinstance(v, dict)}
-            lines.append(f"oauth2 = {_value(public)}  # client_secret and refresh_token are stored, not exported")
+        lines += _record_lines(record, options)
     return "\n".join(lines) + "\n"
+
+
+def _record_lines(record: RemoteRecord, options: Mapping[str, RecordOption]) -> list[str]:
+    lines = []
+    for name, key in record_keys(record.kind, options).items():
+        if name in PASSWORD_KEYS.values():
+            if name == PASSWORD_KEYS.get(record.secret.source) and record.secret.source != "stored":
+                lines.append(f"{name} = {_value(record.secret.value)}")
+            continue
+        if name in RECORD_KEYS:
+            value = key.show(getattr(record, name))
+            if value is not None:
+                lines.append(f"{name} = {_value(value)}")
+            continue
+        if name not in record.options:
+            continue
+        option = options[name]
+        public = option.public(record.options[name])
+        hidden = [k for k in (option.secret_keys or ("",)) if option.sealed(record.options[name]).get(k)]
+        note = f"  # {', '.join(k or name for k in hidden)}: stored, not exported" if hidden else ""
+        if public is None:
+            lines.append(f"# {name}{note[1:]}")
+        else:
+            lines.append(f"{name} = {_value(public)}{note}")
+    for name in record.options:
+        if name not in options:
+            lines.append(f"# {name}: kept in the store; no installed plugin declares this key, so it is not exported")
+    return lines

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import attrs
 
 from rpopcore import errors, logs
-from rpopcore.config.schema import Key, file_path, read_table, read_toml, string
+from rpopcore.config.schema import Key, file_path, non_empty_string, read_table, read_toml, string
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
 SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces")
@@ -36,6 +36,20 @@ key_file = "rpop.key"
 """
 
 
+def _table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("expected a table: [bounces.relay_options] with the relay plugin's keys")
+    return dict(value)
+
+
+BOUNCES_KEYS = {
+    "relay": Key(string, "", "the outbound relay, host:port"),
+    "relay_plugin": Key(non_empty_string, "smtp", "the delivery plugin that sends reports to the relay"),
+    "relay_options": Key(_table, {}, "more keys for the relay plugin, as its [delivery] table takes them"),
+    "spool": Key(file_path, "bounces", "the folder reports are written to when no relay is configured"),
+}
+
+
 @attrs.frozen
 class PluginChoice:
     """``[delivery]`` or ``[state]``: the plugin name and the rest of the
@@ -46,14 +60,26 @@ class PluginChoice:
 
 
 @attrs.frozen
+class BouncesConfig:
+    """``[bounces]``: where delivery status notifications go.  A relay is
+    any delivery plugin (``relay_plugin``, ``smtp`` by default) given the
+    ``[bounces.relay_options]`` table, with ``relay = "host:port"`` as its
+    ``host`` and ``port``; without either, reports are written to ``spool``."""
+
+    relay: str = ""
+    relay_plugin: str = "smtp"
+    relay_options: Mapping[str, Any] = attrs.field(factory=dict)
+    spool: Path = Path("bounces")
+
+
+@attrs.frozen
 class SiteConfig:
     path: Path
     delivery: PluginChoice
     state: PluginChoice
     key_file: Path
     log_file: Path | None
-    bounce_relay: str
-    bounce_spool: Path
+    bounces: BouncesConfig
 
     @property
     def base_dir(self) -> Path:
@@ -74,9 +100,7 @@ def load_site(path: Path) -> SiteConfig:
     state = _plugin_choice(doc, "state", path)
     secrets = read_table(doc.get("secrets", {}), {"key_file": Key(file_path, "rpop.key")}, f"{path}: [secrets]")
     log = read_table(doc.get("log", {}), {"file": Key(file_path, "")}, f"{path}: [log]")
-    bounces = read_table(
-        doc.get("bounces", {}), {"relay": Key(string, ""), "spool": Key(file_path, "bounces")}, f"{path}: [bounces]"
-    )
+    bounces = read_table(doc.get("bounces", {}), BOUNCES_KEYS, f"{path}: [bounces]")
     log_file = (base / log["file"]) if log["file"] else None
     if log_file is not None:
         try:
@@ -92,8 +116,8 @@ def load_site(path: Path) -> SiteConfig:
         state=state,
         key_file=base / secrets["key_file"],
         log_file=log_file,
-        bounce_relay=bounces["relay"],
-        bounce_spool=base / bounces["spool"],
+        bounces=BouncesConfig(relay=bounces["relay"], relay_plugin=bounces["relay_plugin"],
+                              relay_options=bounces["relay_options"], spool=base / bounces["spool"]),
     )
 
 
