@@ -115,7 +115,7 @@ def _as_dict(ref: SecretRef) -> dict[str, str]:
 
 def collect(contributions: Iterable[tuple[str, Iterable[RecordOption]]], core_keys: Iterable[str]) -> dict[str, RecordOption]:
     """The options every plugin contributes, by name.  ``contributions``
-    pairs each plugin's name with its options.  Two plugins declaring one
+    pairs each plugin, as an error names it, with its options.  Two plugins declaring one
     key, or a plugin redeclaring a core key, is an error naming both."""
     options: dict[str, RecordOption] = {}
     owners: dict[str, str] = {name: "the rpop core" for name in core_keys}
@@ -123,9 +123,9 @@ def collect(contributions: Iterable[tuple[str, Iterable[RecordOption]]], core_ke
         for option in contributed or ():
             if option.name in owners:
                 raise errors.ConfigError(
-                    f"the record key '{option.name}' is declared by both {owners[option.name]} and the plugin "
-                    f"'{plugin}'; uninstall one of them"
+                    f"the record key '{option.name}' is declared by both {owners[option.name]} and {plugin}; "
+                    "uninstall one of them"
                 )
-            owners[option.name] = f"the plugin '{plugin}'"
+            owners[option.name] = plugin
             options[option.name] = option
     return options

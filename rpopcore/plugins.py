@@ -45,7 +45,8 @@ class EntryPoint:
     @property
     def dist_name(self) -> str:
         """The distribution's name and version, as its folder spells them."""
-        return " ".join(os.path.basename(self.dist_path).rpartition(".")[0].split("-")[:2])
+        name, version = os.path.basename(self.dist_path).rpartition(".")[0].split("-")[:2]
+        return f"{name.replace('_', '-')} {version}"  # the folder spells rpop-delivery-smtp rpop_delivery_smtp
 
     def load(self) -> object:
         module_name, _, attribute = self.value.partition(":")
@@ -114,6 +115,12 @@ def plugin_manager() -> pluggy.PluginManager:
         if wanted is not None and entry_point.name not in wanted:
             continue
         if pm.has_plugin(entry_point.name):
+            first = _ORIGINS.get(id(pm.get_plugin(entry_point.name)))
+            if first is not None and first.dist_path != entry_point.dist_path:
+                raise errors.ConfigError(
+                    f"two distributions provide the plugin '{entry_point.name}': {first.dist_name} and "
+                    f"{entry_point.dist_name}; uninstall one of them"
+                )
             continue
         try:
             plugin = entry_point.load()
@@ -159,6 +166,34 @@ def describe(pm: pluggy.PluginManager) -> list[dict]:
 
 
 
+def origin(pm: pluggy.PluginManager, plugin_name: str) -> str:
+    """A plugin as an error names it: ``the plugin 'smtp' (rpop-delivery-smtp 0.1.0)``."""
+    entry_point = _ORIGINS.get(id(pm.get_plugin(plugin_name)))
+    return f"the plugin '{plugin_name}' ({entry_point.dist_name})" if entry_point else "a plugin registered by hand"
+
+
+def contributions(pm: pluggy.PluginManager, hook: str) -> dict:
+    """What the plugins contribute through an "everyone contributes" hook
+    that answers ``{name: value}`` (delivery agents, state stores) or a
+    list of objects with a ``name`` (authentication mechanisms), by name.
+    Two plugins contributing one name is an error naming both, with their
+    distributions: which one would win is an accident of install order."""
+    found: dict = {}
+    owner: dict[str, str] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        answer = impl.function() or {}
+        pairs = answer.items() if isinstance(answer, dict) else ((item.name, item) for item in answer)
+        for name, value in pairs:
+            if name in owner and owner[name] != impl.plugin_name:
+                raise errors.ConfigError(
+                    f"two plugins provide {name!r} ({hook}): {origin(pm, owner[name])} and "
+                    f"{origin(pm, impl.plugin_name)}; uninstall one of them"
+                )
+            owner[name] = impl.plugin_name
+            found[name] = value
+    return found
+
+
 def record_options(pm: pluggy.PluginManager, core_keys) -> dict:
     """Every record key the loaded plugins declare
     (:func:`rpopcore.hookspecs.rpop_record_options`), by name; ``core_keys``
@@ -166,7 +201,8 @@ def record_options(pm: pluggy.PluginManager, core_keys) -> dict:
     from rpopcore.options import collect
 
     return collect(
-        ((impl.plugin_name, impl.function()) for impl in pm.hook.rpop_record_options.get_hookimpls()), core_keys
+        ((origin(pm, impl.plugin_name), impl.function()) for impl in pm.hook.rpop_record_options.get_hookimpls()),
+        core_keys,
     )
 
 

@@ -19,7 +19,7 @@ from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
 from rpopcore.bounces import Bouncer
 from rpopcore.model import ModuleSettings, PollResult, PollStatus, RemoteRecord, SecretRef, split_host
-from rpopcore.plugins import install_hint, plugin_manager, record_options
+from rpopcore.plugins import contributions, install_hint, plugin_manager, record_options
 from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
 from rpopcore.secrets import Keyring, rotate
@@ -43,7 +43,7 @@ class Site:
     async def open(cls, site_path: Path, pm: pluggy.PluginManager | None = None) -> "Site":
         config = load_site(site_path)
         pm = pm or plugin_manager()
-        factory = _choose(pm.hook.rpop_state_stores(), config.state.name, "state", config.path)
+        factory = _choose(contributions(pm, "rpop_state_stores"), config.state.name, "state", config.path)
         store = _make(factory, config.state.options, config)
         site = cls(config, pm, store)  # two plugins declaring one record key: fails here
         # Fail on a bad [delivery] or [bounces] table now, not at the first message.
@@ -68,7 +68,7 @@ class Site:
     # --- configuration ------------------------------------------------------
 
     def mechanisms(self) -> list:
-        return [m for contributed in self.pm.hook.rpop_auth_mechanisms() for m in contributed]
+        return list(contributions(self.pm, "rpop_auth_mechanisms").values())
 
     async def apply(self, path: Path, dry_run: bool = False) -> ApplyReport:
         """Make the stored configuration what the declarative file says, all
@@ -183,7 +183,7 @@ class Site:
         return option
 
     def delivery_agent(self) -> DeliveryAgent:
-        factory = _choose(self.pm.hook.rpop_delivery_agents(), self.config.delivery.name, "delivery", self.config.path)
+        factory = _choose(contributions(self.pm, "rpop_delivery_agents"), self.config.delivery.name, "delivery", self.config.path)
         return _make(factory, self.config.delivery.options, self.config)
 
     def relay_agent(self) -> DeliveryAgent | None:
@@ -200,7 +200,7 @@ class Site:
                 options["host"], options["port"] = split_host(bounces.relay, tls=False, default_port=25)
             except ValueError as exc:
                 raise errors.ConfigError(f"{self.config.path}: [bounces] key 'relay': {exc}; write host:port") from None
-        factory = _choose(self.pm.hook.rpop_delivery_agents(), bounces.relay_plugin, "bounces", self.config.path,
+        factory = _choose(contributions(self.pm, "rpop_delivery_agents"), bounces.relay_plugin, "bounces", self.config.path,
                           key="relay_plugin")
         return _make(factory, options, self.config)
 
@@ -452,10 +452,7 @@ def _iso(moment: dt.datetime) -> str:
 _KIND = {"delivery": "delivery", "bounces": "delivery", "state": "state"}
 
 
-def _choose(contributions: list[dict], name: str, table: str, path: Path, key: str = "plugin"):
-    available: dict = {}
-    for contributed in contributions:
-        available.update(contributed)
+def _choose(available: dict, name: str, table: str, path: Path, key: str = "plugin"):
     if name not in available:
         names = ", ".join(sorted(available)) or "none installed"
         raise errors.ConfigError(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rpopcore import api
+from rpopcore.api import ConfigError, hookimpl
 
 ROOT = Path(__file__).parents[2]
 PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/*/pyproject.toml"))
@@ -60,3 +61,27 @@ def test_every_public_name_resolves_and_is_documented():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'SqliteStore'"):
         api.SqliteStore  # noqa: B018
+
+
+async def test_two_plugins_providing_one_delivery_name_is_an_error_naming_both(rpop_site):
+    class Shadow:
+        @hookimpl
+        def rpop_delivery_agents(self):
+            return {"maildir": lambda options, base_dir: None}
+
+    with pytest.raises(ConfigError, match=r"two plugins provide 'maildir' \(rpop_delivery_agents\): "
+                                          r"the plugin 'maildir' \(rpop-delivery-maildir 0\.1\.0\) and a plugin registered by hand; uninstall one"):
+        await rpop_site("", plugins=[Shadow()])
+
+
+async def test_two_plugins_providing_one_mechanism_is_an_error_naming_both(rpop_site):
+    class Again:
+        @hookimpl
+        def rpop_auth_mechanisms(self):
+            from rpop_auth_apop import Apop
+
+            return [Apop()]
+
+    with pytest.raises(ConfigError, match=r"two plugins provide 'apop' \(rpop_auth_mechanisms\): the plugin 'apop' "
+                                          r"\(rpop-auth-apop 0\.1\.0\)"):
+        await rpop_site("", plugins=[Again()])
