@@ -88,85 +88,35 @@ if TYPE_CHECKING:
     from rpopcore.smtp.client import ConnectOptions, LmtpClient, SmtpClient
     from rpopcore.smtp.delivery import deliver as smtp_deliver
 
-__all__ = [
-    # hooks
-    "hookimpl",
-    # values that cross the hooks (rpopcore.model)
-    "Directory",
-    "Domain",
-    "Envelope",
-    "ModuleSettings",
-    "Outcome",
-    "PendingCopy",
-    "PollStatus",
-    "Recipient",
-    "RecipientOutcome",
-    "RecordKind",
-    "RemoteRecord",
-    "SecretRef",
-    # errors: raise these, never a driver's own exception
-    "RpopError",
-    "ConfigError",
-    "PollError",
-    "AuthFailed",
-    "ConnectFailed",
-    "MechanismUnavailable",
-    "ProtocolError",
-    "SecretUnavailable",
-    "ServerPermanentFailure",
-    "ServerTemporaryFailure",
-    "StateFailed",
-    "Timeout",
-    "TlsFailed",
-    # option tables: a plugin's [delivery] or [state] keys, its record keys
-    "Key",
-    "REQUIRED",
-    "read_table",
-    "boolean",
-    "string",
-    "non_empty_string",
-    "file_path",
-    "integer",
-    "duration",
-    "delivery_timeout",
-    "port",
-    "string_list",
-    "string_map",
-    "one_of",
-    "RecordOption",
-    # messages and addresses
-    "RetrievedMessage",
-    "MessageSpool",
-    "trace_fields",
-    "addresses_in",
-    "is_loopback_host",
-    # delivery agents
-    "DeliveryAgent",
-    "StagingAgent",
-    "StagedCopy",
-    "SmtpClient",
-    "LmtpClient",
-    "ConnectOptions",
-    "smtp_deliver",
-    # authentication mechanisms
-    "AuthMechanism",
-    "AuthContext",
-    "Pop3Client",
-    # state stores
-    "StateStore",
-    "REMOVED_MAILBOX_RETENTION",
-    "record_to_dict",
-    "record_from_dict",
-    "settings_to_dict",
-    "settings_from_dict",
-    "directory_to_dict",
-    "directory_from_dict",
-    # log levels between logging's own (logger.log(PROBLEM, ...))
-    "MAJOR",
-    "PROBLEM",
-    "PROTOCOL",
-    "LINK",
-]
+#: The public names by topic, in the order the reference lists them.
+SECTIONS = {
+    "Hooks": ["hookimpl"],
+    "Values that cross the hooks": [
+        "RemoteRecord", "RecordKind", "SecretRef", "ModuleSettings", "Directory", "Domain", "Envelope", "Recipient",
+        "RecipientOutcome", "Outcome", "PollStatus", "PendingCopy",
+    ],
+    "Errors (raise these, never a driver's own exception)": [
+        "RpopError", "ConfigError", "PollError", "AuthFailed", "ConnectFailed", "MechanismUnavailable",
+        "ProtocolError", "SecretUnavailable", "ServerPermanentFailure", "ServerTemporaryFailure", "StateFailed",
+        "Timeout", "TlsFailed",
+    ],
+    "Option tables (a plugin's [delivery] or [state] keys, its record keys)": [
+        "Key", "REQUIRED", "read_table", "boolean", "string", "non_empty_string", "file_path", "integer", "duration",
+        "delivery_timeout", "port", "string_list", "string_map", "one_of", "RecordOption",
+    ],
+    "Messages and addresses": ["RetrievedMessage", "MessageSpool", "trace_fields", "addresses_in", "is_loopback_host"],
+    "Delivery agents": [
+        "DeliveryAgent", "StagingAgent", "StagedCopy", "SmtpClient", "LmtpClient", "ConnectOptions", "smtp_deliver",
+    ],
+    "Authentication mechanisms": ["AuthMechanism", "AuthContext", "Pop3Client"],
+    "State stores": [
+        "StateStore", "REMOVED_MAILBOX_RETENTION", "record_to_dict", "record_from_dict", "settings_to_dict",
+        "settings_from_dict", "directory_to_dict", "directory_from_dict",
+    ],
+    "Log levels (between logging's own: logger.log(PROBLEM, ...))": ["MAJOR", "PROBLEM", "PROTOCOL", "LINK"],
+}
+
+__all__ = [name for names in SECTIONS.values() for name in names]
 
 #: Names loaded on first use: (module, attribute).
 _LAZY = {
@@ -194,3 +144,44 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def reference() -> str:
+    """The API reference in Markdown, from the docstrings: the hooks, then
+    every public name by topic (``python -m rpopcore.api`` prints it;
+    ``docs/plugins.md`` carries it)."""
+    import inspect
+
+    from rpopcore import hookspecs
+
+    def doc(value) -> str:
+        text = inspect.getdoc(value) or ""
+        return text.replace("\n", "\n") + "\n" if text else ""
+
+    lines = ["### The hooks", ""]
+    for name, spec in sorted(vars(hookspecs).items()):
+        if name.startswith("rpop_") and callable(spec):
+            lines += [f"#### `{name}{inspect.signature(spec)}`", "", doc(spec)]
+    for section, names in SECTIONS.items():
+        lines += [f"### {section}", ""]
+        for name in names:
+            value = globals()[name] if name in globals() else __getattr__(name)
+            if inspect.isclass(value) or inspect.isfunction(value):
+                try:
+                    signature = str(inspect.signature(value))
+                except (TypeError, ValueError):
+                    signature = ""
+                if inspect.isclass(value) and getattr(value, "_is_protocol", False):
+                    signature = " (protocol)"
+                lines += [f"#### `{name}{signature}`", "", doc(value)]
+            elif name == "hookimpl":
+                lines += [f"#### `{name}`", "", "The decorator of a hook implementation: `@hookimpl`.", ""]
+            else:
+                lines += [f"#### `{name}` = `{value!r}`", ""]
+    import re
+
+    return re.sub(r" at 0x[0-9a-f]+", "", "\n".join(lines).rstrip() + "\n")  # a default function's repr
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -13,7 +13,13 @@ import attrs
 from rpopcore import errors
 from rpopcore.durations import format_duration, parse_duration
 
-REQUIRED = object()
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: The default of a key that must be given.
+REQUIRED = _Required()
 
 
 def _as_is(value: Any) -> Any:

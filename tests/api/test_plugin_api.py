@@ -85,3 +85,12 @@ async def test_two_plugins_providing_one_mechanism_is_an_error_naming_both(rpop_
     with pytest.raises(ConfigError, match=r"two plugins provide 'apop' \(rpop_auth_mechanisms\): the plugin 'apop' "
                                           r"\(rpop-auth-apop 0\.1\.0\)"):
         await rpop_site("", plugins=[Again()])
+
+
+def test_the_reference_in_docs_plugins_md_is_generated_from_the_docstrings():
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    current = text.split("<!-- api-reference -->\n\n", 1)[1].split("\n<!-- /api-reference -->", 1)[0]
+    assert current == api.reference(), (
+        "docs/plugins.md is out of date: replace what is between the api-reference markers with the output of "
+        "python -m rpopcore.api"
+    )
