@@ -273,7 +273,8 @@ def _plugins(as_json: bool) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"{row['name']:<12} {row['distribution'] or '-':<26} {row['version'] or '-':<8} {', '.join(row['hooks'])}")
+            provides = ", ".join(row["provides"]) or ", ".join(row["hooks"])
+            print(f"{row['name']:<12} {row['distribution'] or '-':<30} {row['version'] or '-':<8} {provides}")
     return EXIT_OK
 
 

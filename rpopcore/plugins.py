@@ -142,9 +142,34 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+#: What each "everyone contributes" hook gives, as ``rpop plugins`` says it.
+_PROVIDES = {
+    "rpop_auth_mechanisms": "auth",
+    "rpop_delivery_agents": "delivery",
+    "rpop_state_stores": "state",
+    "rpop_record_options": "record key",
+}
+
+
+def _provides(plugin, callers) -> list[str]:
+    """What a plugin contributes by name: ``["delivery maildir"]``."""
+    found = []
+    for caller in callers:
+        what = _PROVIDES.get(caller.name)
+        if what is None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                answer = impl.function() or {}
+                names = answer if isinstance(answer, dict) else [item.name for item in answer]
+                found += [f"{what} {n}" for n in names]
+    return sorted(found)
+
+
 def describe(pm: pluggy.PluginManager) -> list[dict]:
-    """Each loaded plugin: name, distribution, version and the hooks it
-    implements (what ``rpop plugins --json`` prints)."""
+    """Each loaded plugin: name, distribution, version, the hooks it
+    implements and what it provides by name (what ``rpop plugins --json``
+    prints)."""
     import importlib.metadata
 
     rows = []
@@ -153,13 +178,14 @@ def describe(pm: pluggy.PluginManager) -> list[dict]:
             continue
         origin = _ORIGINS.get(id(plugin))
         dist = importlib.metadata.PathDistribution(Path(origin.dist_path)) if origin else None
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        callers = pm.get_hookcallers(plugin) or []
         rows.append(
             {
                 "name": name,
                 "distribution": dist.metadata["name"] if dist else None,
                 "version": dist.version if dist else None,
-                "hooks": hooks,
+                "hooks": sorted(h.name for h in callers),
+                "provides": _provides(plugin, callers),
             }
         )
     return rows
