@@ -262,7 +262,22 @@ def _init(folder: Path) -> int:
             f"{exc.filename or folder}: cannot create it ({exc.strerror}); choose a folder rpop can create and write"
         ) from None
     print(f"created {site} and {key} (keep the key secret and backed up: it decrypts stored passwords)")
+    _warn_missing_plugins()
     return EXIT_OK
+
+
+def _warn_missing_plugins() -> None:
+    """Say which plugins the new site file names that are not installed, and
+    how to install them: the site is written, but cannot open without them."""
+    from rpopcore.config.site import DEFAULT_PLUGINS
+    from rpopcore.plugins import install_hint, plugin_manager
+
+    pm = plugin_manager()
+    available = {"delivery": pm.hook.rpop_delivery_agents(), "state": pm.hook.rpop_state_stores()}
+    for table, name in DEFAULT_PLUGINS.items():
+        if not any(name in contributed for contributed in available[table]):
+            print(f"rpop: [{table}] names the plugin {name!r}, which is not installed; "
+                  f"{install_hint(table, name)}", file=sys.stderr)
 
 
 def _plugins(as_json: bool) -> int:

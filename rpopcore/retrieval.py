@@ -58,6 +58,7 @@ from rpopcore.model import (
     RemoteRecord,
 )
 from rpopcore.pop3.client import ConnectOptions, Pop3Client
+from rpopcore.plugins import install_hint
 from rpopcore.pop3.responses import StatusLine
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import refuse_self_poll
@@ -472,8 +473,10 @@ class _Session:
             record=record, message=message, route=ctx.route, directory=ctx.directory
         )
         if envelope is None:
+            strategy = "owner" if record.kind is RecordKind.REMOTE else "special_field" if record.special_field else "headers"
             self.delivery_error = errors.DeliveryFailed(
-                f"no installed recipient strategy handles {record.kind.value} records; the message stays on the server"
+                f"no installed recipient strategy handles {record.kind.value} records; the message stays on the "
+                f"server; {install_hint('recipients', strategy)}"
             )
             return False
         name = message.uid or message.number

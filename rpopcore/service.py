@@ -85,6 +85,11 @@ class Site:
             options=self.record_options,
         )
         check_user_limits(declaration.records, declaration.settings, str(path))
+        if declaration.records and not self.mechanisms():
+            raise errors.ConfigError(
+                f"{path}: no authentication plugin is installed, so no record could log in; "
+                f"{install_hint('auth', 'userpass')}"
+            )
         stored = {r.mailbox: r for r in await self.store.list_records()}
         records = []
         for record in declaration.records:

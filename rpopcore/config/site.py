@@ -18,18 +18,21 @@ from rpopcore.config.schema import Key, file_path, non_empty_string, read_table,
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
 SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces")
 
-DEFAULT_SITE_FILE = """\
+#: The plugins a new site file names, by table.
+DEFAULT_PLUGINS = {"delivery": "maildir", "state": "sqlite"}
+
+DEFAULT_SITE_FILE = f"""\
 # rpop site file: where state and mail live.  Relative paths are relative to
 # this file's folder.  Records, domains and module settings go in a
 # declarative file applied with 'rpop -c THIS apply DECL.toml' (this file may
 # carry them too).
 
 [delivery]
-plugin = "maildir"
+plugin = "{DEFAULT_PLUGINS['delivery']}"
 root = "mail"
 
 [state]
-plugin = "sqlite"
+plugin = "{DEFAULT_PLUGINS['state']}"
 
 [secrets]
 key_file = "rpop.key"

@@ -16,6 +16,8 @@ import pytest
 from rpopcore import api
 from rpopcore.config import declarative, site
 from rpopcore.plugins import STANDARD_DISTRIBUTIONS
+from rpopcore.testing import Message, poll_one, remote
+from tests.cli.conftest import run_rpop
 
 ROOT = Path(__file__).parents[2]
 CORE = sorted(p for p in (ROOT / "rpopcore").rglob("*.py"))
@@ -94,3 +96,28 @@ async def test_without_the_delivery_plugin_open_names_its_distribution(rpop_site
     with pytest.raises(api.ConfigError, match=r"\[delivery\] key 'plugin': no installed plugin provides 'maildir' "
                                               r"\(available: [^)]*\); pip install rpop-delivery-maildir"):
         await rpop_site("")
+
+
+async def test_without_an_auth_plugin_apply_says_which_distribution_is_missing(rpop_site, monkeypatch):
+    monkeypatch.setenv("RPOP_PLUGINS", "sqlite,maildir,owner,directory")
+    with pytest.raises(api.ConfigError, match=r"no authentication plugin is installed.*pip install rpop-auth-userpass"):
+        await rpop_site('[[remote]]\nowner = "alice@example.test"\naccount = "a"\nhost = "127.0.0.1:1110"\n'
+                        'password = "p"\n')
+
+
+async def test_without_a_recipient_strategy_the_poll_fails_naming_the_distribution(pop3_server, rpop_site, monkeypatch):
+    monkeypatch.setenv("RPOP_PLUGINS", "sqlite,maildir,directory,userpass")
+    server = await pop3_server([Message("a", b"Subject: a\r\n\r\nbody\r\n")])
+    site = await rpop_site(remote(server.host, server.port))
+    result = await poll_one(site)
+    assert result.error == "delivery-failed"
+    assert "pip install rpop-recipients-owner" in result.detail
+    assert server.uids() == ["a"], "the message stays on the server"
+
+
+def test_init_says_which_plugins_its_site_file_names_are_missing(tmp_path):
+    result = run_rpop("init", tmp_path / "site", env={"RPOP_PLUGINS": "sqlite"})
+    assert result.returncode == 0 and (tmp_path / "site" / "rpop.toml").exists()
+    assert result.stderr.strip().splitlines() == [
+        "rpop: [delivery] names the plugin 'maildir', which is not installed; pip install rpop-delivery-maildir "
+        "(or pip install 'rpop[standard]' for the standard set)"]
