@@ -31,16 +31,10 @@ from typing import Callable, Mapping
 import pytest
 
 from rpopcore.testing.capture import CapturingAgent, capture_plugin
+from rpopcore.testing.dovecot import DEFAULT_AUTH_MECHANISMS, INSTALL_HINT, Dovecot, missing_dovecot_parts
 from rpopcore.testing.scriptable_server import ScriptableServer
 from rpopcore.testing.scripted_smtp import scripted  # noqa: F401  (a fixture)
 from rpopcore.testing.sites import DEFAULT_SETTINGS, open_site
-
-from rpopcore.testing.dovecot import (
-    DEFAULT_AUTH_MECHANISMS,
-    INSTALL_HINT,
-    Dovecot,
-    missing_dovecot_parts,
-)
 from rpopcore.testing.tlsca import TestCA
 
 __all__ = [
