@@ -45,8 +45,10 @@ class EntryPoint:
     @property
     def dist_name(self) -> str:
         """The distribution's name and version, as its folder spells them."""
-        name, version = os.path.basename(self.dist_path).rpartition(".")[0].split("-")[:2]
-        return f"{name.replace('_', '-')} {version}"  # the folder spells rpop-delivery-smtp rpop_delivery_smtp
+        # rpop_delivery_smtp-0.1.0.dist-info, or rpop_delivery_smtp.egg-info
+        # (no version) in a source folder on the path.
+        name, _, version = os.path.basename(self.dist_path).rpartition(".")[0].partition("-")
+        return f"{name.replace('_', '-')} {version.partition('-')[0]}".strip()
 
     def load(self) -> object:
         module_name, _, attribute = self.value.partition(":")

@@ -94,3 +94,11 @@ def test_the_reference_in_docs_plugins_md_is_generated_from_the_docstrings():
         "docs/plugins.md is out of date: replace what is between the api-reference markers with the output of "
         "python -m rpopcore.api"
     )
+
+
+def test_a_distribution_is_named_from_its_metadata_folder_with_or_without_a_version():
+    from rpopcore.plugins import EntryPoint
+
+    assert EntryPoint("smtp", "m", "/v/rpop_delivery_smtp-0.1.0.dist-info").dist_name == "rpop-delivery-smtp 0.1.0"
+    # A plugin's own source folder on the path (python -m pytest there) holds one without.
+    assert EntryPoint("oauth2", "m", "/src/rpop_oauth2.egg-info").dist_name == "rpop-oauth2"
