@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["rotate"])
     p = sub.add_parser("plugin", help="'new KIND NAME [DIR]': write a new plugin distribution from a template")
     p.add_argument("action", choices=["new"])
-    p.add_argument("kind", metavar="KIND", help="auth or delivery")
+    p.add_argument("kind", metavar="KIND", help="auth, delivery, recipients or routing")
     p.add_argument("name", metavar="NAME", help="the plugin's name (lower case, digits, _)")
     p.add_argument("dir", metavar="DIR", type=Path, nargs="?", help="where to write it (default: ./rpop-KIND-NAME)")
     p = sub.add_parser("demo", help="poll a sample POP3 server on loopback into a temporary Maildir")

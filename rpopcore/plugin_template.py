@@ -17,7 +17,12 @@ from pathlib import Path
 from rpopcore import __version__, errors
 
 #: The kinds a template exists for, and the hook each implements.
-KINDS = {"auth": "rpop_auth_mechanisms", "delivery": "rpop_delivery_agents"}
+KINDS = {
+    "auth": "rpop_auth_mechanisms",
+    "delivery": "rpop_delivery_agents",
+    "recipients": "rpop_resolve_envelope",
+    "routing": "rpop_route_address",
+}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
@@ -169,6 +174,27 @@ Select it in the site file:
     plugin = "@NAME@"
     folder = "outbox"     # relative to the site file's folder
 ''' + _README_TAIL,
+    "recipients": '''\
+# @DIST@
+
+An rpop recipient strategy: a per-user record with `@NAME@_copy_to` sends
+each message to its owner and to that address too (a record key the plugin
+declares through `rpop_record_options`).
+
+    [[remote]]
+    owner = "alice@example.test"
+    account = "alice"
+    host = "pop.example.test"
+    password_env = "ALICE_POP_PASSWORD"
+    @NAME@_copy_to = "bob@example.test"
+''' + _README_TAIL,
+    "routing": '''\
+# @DIST@
+
+An rpop routing rule: sub-addresses (`alice+news@example.test`) are routed
+to their account (`alice@example.test`); every other address is left to the
+next routing plugin (rpop-routing-directory).
+''' + _README_TAIL,
     "auth": '''\
 # @DIST@
 
@@ -186,6 +212,74 @@ An rpop authentication mechanism: `@NAME@`, used when a record names it
 }
 
 MODULE = {
+    "recipients": '''\
+"""@DIST@: per-user records that name a second recipient.
+
+A record with ``@NAME@_copy_to = "ADDRESS"`` (a key declared below through
+``rpop_record_options``) delivers each message to its owner and to ADDRESS,
+when ADDRESS is a local account; every other record is left to the next
+recipient strategy (rpop-recipients-owner), by returning None.
+"""
+
+from __future__ import annotations
+
+from rpopcore.api import Envelope, Recipient, RecordKind, RecordOption, hookimpl, non_empty_string
+
+COPY_TO = RecordOption(
+    name="@NAME@_copy_to",
+    convert=non_empty_string,
+    help="a local address that gets a copy of every message too",
+    kinds=("remote",),
+)
+
+
+@hookimpl
+def rpop_record_options():
+    """The record key this plugin adds."""
+    return [COPY_TO]
+
+
+@hookimpl
+def @HOOK@(record, message, route):
+    """Owner and copy, neither reported to on failure; None for records
+    without the key (first answer wins: the next strategy decides)."""
+    copy_to = record.options.get(COPY_TO.name)
+    if record.kind is not RecordKind.REMOTE or not copy_to:
+        return None
+    recipients = [Recipient(address=route(record.owner) or record.owner, original=record.owner)]
+    copy = route(copy_to)
+    if copy is not None and copy != recipients[0].address:
+        recipients.append(Recipient(address=copy, original=copy_to))
+    return Envelope(sender=message.return_path, recipients=tuple(recipients))
+''',
+    "routing": '''\
+"""@DIST@: sub-addresses route to their account.
+
+``alice+news@example.test`` is ``alice@example.test`` when alice is an
+account (or an alias) of the local domain; every address without a ``+``
+is left to the next routing plugin (rpop-routing-directory), by returning
+None (first answer wins).
+"""
+
+from __future__ import annotations
+
+from rpopcore.api import hookimpl
+
+
+@hookimpl
+def @HOOK@(address, directory):
+    """The account of a sub-address, or None."""
+    localpart, at, domain_name = address.strip().strip("<>").rpartition("@")
+    base, plus, _tag = localpart.partition("+")
+    domain = directory.domain(domain_name) if at else None
+    if not plus or not base or domain is None:
+        return None
+    base = base.lower()
+    if base in domain.accounts:
+        return f"{base}@{domain.name}"
+    target = domain.aliases.get(base)
+    return f"{target}@{domain.name}" if target else None
+''',
     "delivery": '''\
 """@DIST@: an rpop delivery agent writing one ``.eml`` file per recipient
 into ``FOLDER/ADDRESS/``.
@@ -298,6 +392,61 @@ def @HOOK@():
 }
 
 TEST = {
+    "recipients": '''\
+"""@NAME@: a record with @NAME@_copy_to delivers to its owner and the copy
+address; a record without it is left to the owner strategy."""
+
+from __future__ import annotations
+
+import @PACKAGE@ as plugin
+
+from rpopcore.testing import Message, poll_one, remote
+
+
+async def test_the_owner_and_the_copy_address_get_each_message(pop3_server, rpop_site, capturing_agent):
+    server = await pop3_server([Message("a", b"Subject: a\\r\\n\\r\\nbody\\r\\n")])
+    site = await rpop_site(remote(server.host, server.port, **{"@NAME@_copy_to": "al@example.test"},
+                                  owner="bob@example.test"), delivery="capture", plugins=[plugin])
+
+    result = await poll_one(site)
+
+    assert (result.delivered, result.error) == (1, None)
+    assert sorted(copy.recipient for copy in capturing_agent.copies) == ["alice@example.test", "bob@example.test"]
+
+
+async def test_a_record_without_the_key_goes_to_its_owner_alone(pop3_server, rpop_site, capturing_agent):
+    server = await pop3_server([Message("a", b"Subject: a\\r\\n\\r\\nbody\\r\\n")])
+    site = await rpop_site(remote(server.host, server.port), delivery="capture", plugins=[plugin])
+
+    assert (await poll_one(site)).error is None
+    assert [copy.recipient for copy in capturing_agent.copies] == ["alice@example.test"]
+''',
+    "routing": '''\
+"""@NAME@: a sub-address routes to its account; anything else is left to
+the next routing plugin."""
+
+from __future__ import annotations
+
+import pytest
+import @PACKAGE@ as plugin
+
+from rpopcore.api import ConfigError
+from rpopcore.testing import Message, poll_one, remote
+
+
+async def test_a_record_owned_by_a_sub_address_delivers_to_the_account(pop3_server, rpop_site, capturing_agent):
+    server = await pop3_server([Message("a", b"Subject: a\\r\\n\\r\\nbody\\r\\n")])
+    site = await rpop_site(remote(server.host, server.port, owner="al+news@example.test"), delivery="capture",
+                           plugins=[plugin])
+
+    assert (await poll_one(site)).error is None
+    assert [copy.recipient for copy in capturing_agent.copies] == ["alice@example.test"]
+
+
+async def test_a_sub_address_of_no_account_is_still_refused(rpop_site):
+    with pytest.raises(ConfigError, match="not a local account"):
+        await rpop_site(remote("127.0.0.1", 1110, owner="dave+news@example.test"), plugins=[plugin])
+''',
     "delivery": '''\
 """The @NAME@ delivery agent: the contract of every delivery agent, and a
 poll through a site that uses it."""
