@@ -28,7 +28,7 @@ from bench.report import Figure, Results, Run
 from bench.scenarios import PASSWORD, QUICK_TITLES, Job, Scenario, corpora
 from bench.server import BenchServer, work_parent
 from bench.tools import Tool
-from tests.support.dovecot import ensure_mail_user
+from rpopcore.testing.dovecot import ensure_mail_user
 
 #: Every tool runs as this unprivileged user (created when missing), as
 #: users run them: getmail6 refuses to deliver as root, fetchmail warns.
@@ -189,7 +189,7 @@ def _tail(path: Path, limit: int = 300) -> str:
 
 
 def _dovecot_version() -> str:
-    from tests.support.dovecot import find_dovecot
+    from rpopcore.testing.dovecot import find_dovecot
 
     try:
         return subprocess.run([find_dovecot(), "--version"], capture_output=True, text=True).stdout.strip()

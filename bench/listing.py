@@ -20,7 +20,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from rpopcore.pop3.client import ConnectOptions, Pop3Client  # noqa: E402
-from rpopcore.pop3.scriptable_server import Faults, ScriptableServer  # noqa: E402
+from rpopcore.testing.scriptable_server import Faults, ScriptableServer  # noqa: E402
 
 
 def listing(count: int) -> list[str]:

@@ -1,6 +1,6 @@
 """The benchmark's POP3 server: the test suite's Dovecot, tuned for load.
 
-:class:`tests.support.dovecot.Dovecot` writes a standalone configuration
+:class:`rpopcore.testing.dovecot.Dovecot` writes a standalone configuration
 and runs Dovecot on loopback; here it gets a TLS certificate from the test
 CA (for the pop3s scenario) and these additions:
 
@@ -33,8 +33,8 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # the test support code lives in tests/
     sys.path.insert(0, str(_ROOT))
 
-from tests.support.dovecot import Dovecot, default_parent  # noqa: E402
-from tests.support.tlsca import TestCA  # noqa: E402
+from rpopcore.testing.dovecot import Dovecot, default_parent  # noqa: E402
+from rpopcore.testing.tlsca import TestCA  # noqa: E402
 
 EXTRA_CONFIG = """\
 pop3_no_flag_updates = yes

@@ -31,12 +31,14 @@ class AuthContext:
     apop_timestamp: str | None  # from the greeting, if any
     capabilities: Capabilities
     tls_active: bool
-    #: Reveals a secret the record stores besides its password (an OAuth
-    #: refresh token): ``reveal(SecretRef)`` -> the secret in clear.
+    #: Reveals a secret the record stores besides its password (a secret
+    #: part of a key a plugin adds, :mod:`rpopcore.options`):
+    #: ``reveal(SecretRef)`` -> the secret in clear.
     reveal: Callable[[SecretRef], str] = lambda ref: ""
-    #: Replaces a secret the record stores, e.g. ``("oauth2.refresh_token",
-    #: new)`` when a provider rotates refresh tokens: sealed with the site
-    #: key and saved in the record, durably, before this returns.
+    #: Replaces a secret the record stores, ``("KEY.SECRET_KEY", new)`` for a
+    #: secret part of a key a plugin adds (a refresh token its provider
+    #: rotated): sealed with the site key and saved in the record, durably,
+    #: before this returns.
     store_secret: Callable[[str, str], Awaitable[None]] | None = None
 
 

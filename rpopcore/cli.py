@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("export", "print the stored configuration as a declarative file (without secrets)")
     p = command("secrets", "manage the site key: 'rotate' re-encrypts every stored secret under a new key")
     p.add_argument("action", choices=["rotate"], help="rotate: make a new key and re-encrypt under it")
+    p = command("plugin", "'new KIND NAME [DIR]': write a new plugin distribution from a template")
+    p.add_argument("action", choices=["new"], help="new: write a plugin that passes its tests as generated")
+    p.add_argument("kind", metavar="KIND", help="auth, delivery, recipients or routing")
+    p.add_argument("name", metavar="NAME", help="the plugin's name (lower case, digits, _)")
+    p.add_argument("dir", metavar="DIR", type=Path, nargs="?", help="where to write it (default: ./rpop-KIND-NAME)")
     p = command("demo", "poll a sample POP3 server on loopback into a temporary Maildir")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p = command("probe", "show what a POP3 server offers (greeting, CAPA, TLS, certificate, auth), without logging in")
@@ -246,6 +251,12 @@ async def _dispatch(args) -> int:
         return _plugins(args.json)
     if args.command == "probe":
         return await _probe(args)
+    if args.command == "plugin":
+        from rpopcore.plugin_template import new_plugin
+
+        folder = new_plugin(args.kind, args.name, args.dir)
+        print(f"wrote {folder}; next: cd {folder} && pip install -e '.[test]' && python -m pytest")
+        return EXIT_OK
     from rpopcore.service import Site
 
     site = await Site.open(Path(args.config))
@@ -438,7 +449,22 @@ def _init(folder: Path) -> int:
             f"{exc.filename or folder}: cannot create it ({exc.strerror}); choose a folder rpop can create and write"
         ) from None
     print(f"created {site} and {key} (keep the key secret and backed up: it decrypts stored passwords)")
+    _warn_missing_plugins()
     return EXIT_OK
+
+
+def _warn_missing_plugins() -> None:
+    """Say which plugins the new site file names that are not installed, and
+    how to install them: the site is written, but cannot open without them."""
+    from rpopcore.config.site import DEFAULT_PLUGINS
+    from rpopcore.plugins import install_hint, plugin_manager
+
+    pm = plugin_manager()
+    available = {"delivery": pm.hook.rpop_delivery_agents(), "state": pm.hook.rpop_state_stores()}
+    for table, name in DEFAULT_PLUGINS.items():
+        if not any(name in contributed for contributed in available[table]):
+            print(f"rpop: [{table}] names the plugin {name!r}, which is not installed; "
+                  f"{install_hint(table, name)}", file=sys.stderr)
 
 
 def _plugins(as_json: bool) -> int:
@@ -448,8 +474,9 @@ def _plugins(as_json: bool) -> int:
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(["NAME", "DISTRIBUTION", "VERSION", "HOOKS"],
-                     [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"])] for r in rows])
+        _print_table(["NAME", "DISTRIBUTION", "VERSION", "PROVIDES"],
+                     [[r["name"], r["distribution"] or "-", r["version"] or "-",
+                       ", ".join(r["provides"]) or ", ".join(r["hooks"])] for r in rows])
     return EXIT_OK
 
 
@@ -540,8 +567,11 @@ def _print_settings(settings, as_json: bool) -> None:
 
 
 def _show(name: str, value) -> str:
-    if name.startswith(("delay_", "min_poll")) or name == "timeout":
-        return format_duration(value)
+    from rpopcore.config.declarative import SETTINGS_KEYS
+
+    shown = SETTINGS_KEYS[name].show(value)
+    if shown is not value:  # written in its own form, like a duration's 10m
+        return str(shown)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

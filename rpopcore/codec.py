@@ -10,6 +10,7 @@ from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, Remote
 
 
 def record_to_dict(record: RemoteRecord) -> dict:
+    """A record as a JSON-able dict, without its id (the store keeps that)."""
     data = attrs.asdict(record, recurse=False)
     data["kind"] = record.kind.value
     data["secret"] = {"source": record.secret.source, "value": record.secret.value}
@@ -19,6 +20,8 @@ def record_to_dict(record: RemoteRecord) -> dict:
 
 
 def record_from_dict(data: dict, record_id: int | None) -> RemoteRecord:
+    """The record :func:`record_to_dict` wrote, with the store's id; keys
+    of fields that no longer exist are passed over."""
     data = dict(data)
     data["kind"] = RecordKind(data["kind"])
     data["secret"] = SecretRef(**data["secret"])
@@ -27,15 +30,18 @@ def record_from_dict(data: dict, record_id: int | None) -> RemoteRecord:
 
 
 def settings_to_dict(settings: ModuleSettings) -> dict:
+    """The module settings as a JSON-able dict."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(settings).items()}
 
 
 def settings_from_dict(data: dict) -> ModuleSettings:
+    """The settings :func:`settings_to_dict` wrote; unknown keys passed over."""
     fields = {f.name for f in attrs.fields(ModuleSettings)}
     return ModuleSettings(**{k: v for k, v in data.items() if k in fields})
 
 
 def directory_to_dict(directory: Directory) -> dict:
+    """The local domains as a JSON-able dict."""
     return {
         "domains": [
             {
@@ -53,4 +59,5 @@ def directory_to_dict(directory: Directory) -> dict:
 
 
 def directory_from_dict(data: dict) -> Directory:
+    """The directory :func:`directory_to_dict` wrote."""
     return Directory(domains=tuple(Domain(**d) for d in data.get("domains", ())))

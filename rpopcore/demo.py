@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rpopcore.pop3.scriptable_server import Message, ScriptableServer
+from rpopcore.testing.scriptable_server import Message, ScriptableServer
 
 SAMPLES = {
     "alice": [

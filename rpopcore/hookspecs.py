@@ -13,7 +13,7 @@ Plugins register through the ``rpop`` entry-point group::
 
 and implement hooks with :data:`hookimpl`::
 
-    from rpopcore.hookspecs import hookimpl
+    from rpopcore.api import hookimpl
 
     @hookimpl
     def rpop_delivery_agents():
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the types are documented here; importing them costs nothing
     from rpopcore.delivery import DeliveryAgent
     from rpopcore.message import RetrievedMessage
     from rpopcore.model import Directory, Envelope, ModuleSettings, RemoteRecord
+    from rpopcore.options import RecordOption
     from rpopcore.state import StateStore
     from rpopcore.web.auth import WebAuthenticator
 
@@ -110,6 +111,22 @@ def rpop_delivery_agents() -> Mapping[str, Callable[[Mapping[str, object], Path]
         selects one, and the core calls ``factory(options, base_dir)`` with
         the rest of the ``[delivery]`` table and the site file's folder.  The
         agent implements :class:`rpopcore.delivery.DeliveryAgent`.
+    """
+
+
+@hookspec
+def rpop_record_options() -> list["RecordOption"]:
+    """Contribute keys that records may carry.  Everyone contributes.
+
+    :return: a list of :class:`rpopcore.options.RecordOption`: each key's
+        name, converter, help text, the record kinds that take it and which
+        of its parts are secrets.  The declarative reader checks the key and
+        seals its secrets; ``rpop export`` writes it back without them;
+        ``rpop status --json`` shows its public part; ``rpop secrets rotate``
+        re-seals it.  The value lands in ``record.options[name]``.
+
+    A key declared by two plugins, or one the core already has, is an error
+    naming both.
     """
 
 

@@ -45,7 +45,10 @@ class EntryPoint:
     @property
     def dist_name(self) -> str:
         """The distribution's name and version, as its folder spells them."""
-        return " ".join(os.path.basename(self.dist_path).rpartition(".")[0].split("-")[:2])
+        # rpop_delivery_smtp-0.1.0.dist-info, or rpop_delivery_smtp.egg-info
+        # (no version) in a source folder on the path.
+        name, _, version = os.path.basename(self.dist_path).rpartition(".")[0].partition("-")
+        return f"{name.replace('_', '-')} {version.partition('-')[0]}".strip()
 
     def load(self) -> object:
         module_name, _, attribute = self.value.partition(":")
@@ -114,6 +117,12 @@ def plugin_manager() -> pluggy.PluginManager:
         if wanted is not None and entry_point.name not in wanted:
             continue
         if pm.has_plugin(entry_point.name):
+            first = _ORIGINS.get(id(pm.get_plugin(entry_point.name)))
+            if first is not None and first.dist_path != entry_point.dist_path:
+                raise errors.ConfigError(
+                    f"two distributions provide the plugin '{entry_point.name}': {first.dist_name} and "
+                    f"{entry_point.dist_name}; uninstall one of them"
+                )
             continue
         try:
             plugin = entry_point.load()
@@ -135,9 +144,34 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+#: What each "everyone contributes" hook gives, as ``rpop plugins`` says it.
+_PROVIDES = {
+    "rpop_auth_mechanisms": "auth",
+    "rpop_delivery_agents": "delivery",
+    "rpop_state_stores": "state",
+    "rpop_record_options": "record key",
+}
+
+
+def _provides(plugin, callers) -> list[str]:
+    """What a plugin contributes by name: ``["delivery maildir"]``."""
+    found = []
+    for caller in callers:
+        what = _PROVIDES.get(caller.name)
+        if what is None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                answer = impl.function() or {}
+                names = answer if isinstance(answer, dict) else [item.name for item in answer]
+                found += [f"{what} {n}" for n in names]
+    return sorted(found)
+
+
 def describe(pm: pluggy.PluginManager) -> list[dict]:
-    """Each loaded plugin: name, distribution, version and the hooks it
-    implements (what ``rpop plugins --json`` prints)."""
+    """Each loaded plugin: name, distribution, version, the hooks it
+    implements and what it provides by name (what ``rpop plugins --json``
+    prints)."""
     import importlib.metadata
 
     rows = []
@@ -146,14 +180,77 @@ def describe(pm: pluggy.PluginManager) -> list[dict]:
             continue
         origin = _ORIGINS.get(id(plugin))
         dist = importlib.metadata.PathDistribution(Path(origin.dist_path)) if origin else None
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        callers = pm.get_hookcallers(plugin) or []
         rows.append(
             {
                 "name": name,
                 "distribution": dist.metadata["name"] if dist else None,
                 "version": dist.version if dist else None,
-                "hooks": hooks,
+                "hooks": sorted(h.name for h in callers),
+                "provides": _provides(plugin, callers),
             }
         )
     return rows
 
+
+
+def origin(pm: pluggy.PluginManager, plugin_name: str) -> str:
+    """A plugin as an error names it: ``the plugin 'smtp' (rpop-delivery-smtp 0.1.0)``."""
+    entry_point = _ORIGINS.get(id(pm.get_plugin(plugin_name)))
+    return f"the plugin '{plugin_name}' ({entry_point.dist_name})" if entry_point else "a plugin registered by hand"
+
+
+def contributions(pm: pluggy.PluginManager, hook: str) -> dict:
+    """What the plugins contribute through an "everyone contributes" hook
+    that answers ``{name: value}`` (delivery agents, state stores) or a
+    list of objects with a ``name`` (authentication mechanisms), by name.
+    Two plugins contributing one name is an error naming both, with their
+    distributions: which one would win is an accident of install order."""
+    found: dict = {}
+    owner: dict[str, str] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        answer = impl.function() or {}
+        pairs = answer.items() if isinstance(answer, dict) else ((item.name, item) for item in answer)
+        for name, value in pairs:
+            if name in owner and owner[name] != impl.plugin_name:
+                raise errors.ConfigError(
+                    f"two plugins provide {name!r} ({hook}): {origin(pm, owner[name])} and "
+                    f"{origin(pm, impl.plugin_name)}; uninstall one of them"
+                )
+            owner[name] = impl.plugin_name
+            found[name] = value
+    return found
+
+
+def record_options(pm: pluggy.PluginManager, core_keys) -> dict:
+    """Every record key the loaded plugins declare
+    (:func:`rpopcore.hookspecs.rpop_record_options`), by name; ``core_keys``
+    are the core's own, which no plugin may declare again."""
+    from rpopcore.options import collect
+
+    return collect(
+        ((origin(pm, impl.plugin_name), impl.function()) for impl in pm.hook.rpop_record_options.get_hookimpls()),
+        core_keys,
+    )
+
+
+#: The distributions of rpop's standard plugins, by kind and plugin name, so
+#: that a missing one is named exactly ("pip install rpop-routing-directory").
+STANDARD_DISTRIBUTIONS = {
+    "auth": {name: f"rpop-auth-{name}" for name in ("userpass", "apop", "plain", "cram-md5", "msn", "xoauth2",
+                                                     "oauthbearer")},
+    "delivery": {name: f"rpop-delivery-{name}" for name in ("maildir", "lmtp", "smtp", "pipe")},
+    "state": {"sqlite": "rpop-storage-sqlite"},
+    "routing": {"directory": "rpop-routing-directory"},
+    "recipients": {"owner": "rpop-recipients-owner", "headers": "rpop-recipients-headers",
+                   "special_field": "rpop-recipients-special-field"},
+}
+
+
+def install_hint(kind: str, name: str) -> str:
+    """How to install the plugin ``name`` of ``kind`` (``delivery``,
+    ``state``, ``auth``, ``routing``, ``recipients``)."""
+    distribution = STANDARD_DISTRIBUTIONS.get(kind, {}).get(name)
+    if distribution:
+        return f"pip install {distribution} (or pip install 'rpop[standard]' for the standard set)"
+    return f"install the distribution that provides the {kind} plugin {name!r} ('rpop plugins' lists what is installed)"

@@ -62,6 +62,7 @@ from rpopcore.model import (
     RemoteRecord,
 )
 from rpopcore.pop3.client import ConnectOptions, Pop3Client
+from rpopcore.plugins import install_hint
 from rpopcore.secrets import Keyring
 from rpopcore.selfpoll import refuse_self_poll
 from rpopcore.state import StateStore
@@ -327,7 +328,8 @@ class _Session:
 
     async def _store_secret(self, name: str, value: str) -> None:
         """Seal ``value`` and store it as the record's ``table.key`` secret
-        (``oauth2.refresh_token``), keeping everything else of the record."""
+        (a secret part of a key a plugin adds), keeping everything else of
+        the record."""
         table, _, key = name.partition(".")
         record = await self.ctx.store.get_record(self.record.id)
         if record is None or not key or not isinstance(record.options.get(table), dict):
@@ -533,8 +535,10 @@ class _Session:
             record=record, message=message, route=ctx.route, directory=ctx.directory
         )
         if envelope is None:
+            strategy = "owner" if record.kind is RecordKind.REMOTE else "special_field" if record.special_field else "headers"
             self.delivery_error = errors.DeliveryFailed(
-                f"no installed recipient strategy handles {record.kind.value} records; the message stays on the server"
+                f"no installed recipient strategy handles {record.kind.value} records; the message stays on the "
+                f"server; {install_hint('recipients', strategy)}"
             )
             return False
         name = message.uid or message.number

@@ -13,13 +13,13 @@ import attrs
 import pluggy
 
 from rpopcore import activity, errors, logs, schedule
-from rpopcore.config.declarative import OAUTH2_SECRETS, Declaration, check_declaration, check_record, read_declaration
+from rpopcore.config.declarative import PASSWORD_KEYS, RECORD_KEYS, Declaration, check_declaration, check_record, read_declaration
 from rpopcore.config.export import export
 from rpopcore.config.site import SiteConfig, load_site
 from rpopcore.delivery import DeliveryAgent
 from rpopcore.bounces import Bouncer
 from rpopcore.model import ModuleSettings, PollResult, PollStatus, RemoteRecord, SecretRef, split_host
-from rpopcore.plugins import plugin_manager
+from rpopcore.plugins import contributions, install_hint, plugin_manager, record_options
 from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
 from rpopcore.secrets import Keyring, rotate
@@ -33,6 +33,8 @@ class Site:
         self.config = config
         self.pm = pm
         self.store = store
+        #: The record keys installed plugins add, by name.
+        self.record_options = record_options(pm, RECORD_KEYS)
         self.keyring = Keyring(config.key_file)
         # Records already warned about a clear-text password (once each).
         self.cleartext_warned: set[int] = set()
@@ -41,14 +43,15 @@ class Site:
     async def open(cls, site_path: Path, pm: pluggy.PluginManager | None = None) -> "Site":
         config = load_site(site_path)
         pm = pm or plugin_manager()
-        factory = _choose(pm.hook.rpop_state_stores(), config.state.name, "state", config.path)
+        factory = _choose(contributions(pm, "rpop_state_stores"), config.state.name, "state", config.path)
         store = _make(factory, config.state.options, config)
-        # Fail on a bad [delivery] table now, not at the first message.
-        agent = _make(_choose(pm.hook.rpop_delivery_agents(), config.delivery.name, "delivery", config.path),
-                      config.delivery.options, config)
-        await agent.close()
+        site = cls(config, pm, store)  # two plugins declaring one record key: fails here
+        # Fail on a bad [delivery] or [bounces] table now, not at the first message.
+        for agent in (site.delivery_agent(), site.relay_agent()):
+            if agent is not None:
+                await agent.close()
         await store.open()
-        return cls(config, pm, store)
+        return site
 
     async def close(self) -> None:
         await self.store.close()
@@ -65,7 +68,7 @@ class Site:
     # --- configuration ------------------------------------------------------
 
     def mechanisms(self) -> list:
-        return [m for contributed in self.pm.hook.rpop_auth_mechanisms() for m in contributed]
+        return list(contributions(self.pm, "rpop_auth_mechanisms").values())
 
     async def apply(self, path: Path, dry_run: bool = False) -> ApplyReport:
         """Make the stored configuration what the declarative file says, all
@@ -79,6 +82,7 @@ class Site:
             auth_names=[m.name for m in self.mechanisms()],
             route=self.route,
             site_file=path.resolve() == self.config.path.resolve(),
+            options=self.record_options,
         )
         return await self.apply_declaration(declaration, str(path), dry_run)
 
@@ -87,19 +91,30 @@ class Site:
         the web pages and the JSON API build): the same checks, the same
         all-or-nothing change.  ``origin`` begins each error."""
         declaration = check_declaration(
-            doc, origin, self.config.base_dir, self.keyring, [m.name for m in self.mechanisms()], self.route
+            doc, origin, self.config.base_dir, self.keyring, [m.name for m in self.mechanisms()], self.route,
+            self.record_options,
         )
         return await self.apply_declaration(declaration, origin, dry_run)
 
     def route(self, address: str, directory) -> str | None:
         """The final local address of ``address`` (aliases resolved), or
         None when it is no local account: the routing hook."""
+        if not self.pm.hook.rpop_route_address.get_hookimpls():
+            raise errors.ConfigError(
+                f"no routing plugin is installed, so no record's owner can be checked against the local domains; "
+                f"{install_hint('routing', 'directory')}"
+            )
         return self.pm.hook.rpop_route_address(address=address, directory=directory)
 
     async def apply_declaration(self, declaration: Declaration, origin: str, dry_run: bool = False) -> ApplyReport:
         """Make the stored configuration what a checked declaration says
         (see :meth:`apply`); ``origin`` begins each error."""
         check_user_limits(declaration.records, declaration.settings, origin)
+        if declaration.records and not self.mechanisms():
+            raise errors.ConfigError(
+                f"{origin}: no authentication plugin is installed, so no record could log in; "
+                f"{install_hint('auth', 'userpass')}"
+            )
         stored = {r.mailbox: r for r in await self.store.list_records()}
         records = []
         for record in declaration.records:
@@ -134,23 +149,28 @@ class Site:
         one.  ``entry`` goes on the error."""
         try:
             if old is not None:
-                record = _keep_stored_secrets(record, old, self.keyring)
-            elif record.secret.source == "none" and "oauth2" not in record.options:
+                record = _keep_stored_secrets(record, old, self.keyring, self.record_options)
+            credentials = [name for name, option in self.record_options.items()
+                           if option.credential and record.kind.value in option.kinds]
+            if old is None and record.secret.source == "none" and not set(credentials) & set(record.options):
+                alternatives = "".join(f" (or {name})" for name in credentials)
                 raise errors.ConfigError(
                     f"{where} key 'password' is missing: {record.mailbox} is a new mailbox and has no stored "
-                    "password; give password, password_env or password_file (or an oauth2 table)",
+                    f"password; give password, password_env or password_file{alternatives}",
                     field="password",
                 )
-            if "oauth2" in record.options and not record.options["oauth2"].get("refresh_token"):
-                raise errors.ConfigError(
-                    f"{where} key 'oauth2': 'refresh_token' is missing and none is stored; give the refresh token once",
-                    field="oauth2",
-                )
+            for name, value in record.options.items():
+                option = self.record_options[name]
+                missing = [key for key in option.required_secret_keys if key not in option.sealed(value)]
+                if missing:
+                    raise errors.ConfigError(
+                        f"{where} key '{name}': '{missing[0]}' is missing and none is stored; give it once",
+                        field=name,
+                    )
         except errors.ConfigError as exc:
             exc.entry = entry
             raise
         return record
-
     async def apply_record(self, kind: str, entry: Mapping, origin: str, record_id: int | None = None) -> RemoteRecord:
         """Add a record (``record_id`` None) or make a stored one what one
         ``[[remote]]`` or ``[[unified]]`` entry says, with the checks of
@@ -162,7 +182,7 @@ class Site:
         directory = await self.store.load_directory()
         where = f"{origin}: [[{kind}]]"
         record = check_record(kind, entry, where, self.config.base_dir, self.keyring,
-                              [m.name for m in self.mechanisms()], directory, self.route)
+                              [m.name for m in self.mechanisms()], directory, self.route, self.record_options)
         stored = await self.store.list_records()
         old = next((r for r in stored if r.id == record_id), None)
         others = [r for r in stored if r.id != record_id]
@@ -178,7 +198,8 @@ class Site:
 
     async def export(self) -> str:
         """The stored configuration as a declarative file, without secrets."""
-        return export(await self.store.load_settings(), await self.store.load_directory(), await self.store.list_records())
+        return export(await self.store.load_settings(), await self.store.load_directory(),
+                      await self.store.list_records(), self.record_options)
 
     async def rotate_secrets(self) -> int:
         """Re-encrypt every stored secret under a new site key; returns how
@@ -196,14 +217,10 @@ class Site:
 
             records = []
             for record in await self.store.list_records():
-                options = dict(record.options)
-                if "oauth2" in options:
-                    oauth2 = dict(options["oauth2"])
-                    for name in OAUTH2_SECRETS:
-                        if isinstance(oauth2.get(name), dict):
-                            sealed = again(SecretRef(**oauth2[name]))
-                            oauth2[name] = {"source": sealed.source, "value": sealed.value}
-                    options["oauth2"] = oauth2
+                options = {}
+                for name, value in record.options.items():
+                    option = self._known_option(record, name, "re-encrypting its secrets")
+                    options[name] = option.with_secrets(value, {k: again(ref) for k, ref in option.sealed(value).items()})
                 records.append(attrs.evolve(record, secret=again(record.secret), options=options))
             await self.store.replace_configuration(
                 await self.store.load_settings(), await self.store.load_directory(), records
@@ -212,21 +229,39 @@ class Site:
 
         return await rotate(self.keyring, reseal)
 
+    def _known_option(self, record: RemoteRecord, name: str, doing: str):
+        """The declaration of a key a stored record carries; a key no installed
+        plugin declares may hold secrets rpop cannot tell apart, so nothing
+        that must handle them goes on without its plugin."""
+        option = self.record_options.get(name)
+        if option is None:
+            raise errors.ConfigError(
+                f"record {record.id} ({record.mailbox}) has the key '{name}', which no installed plugin declares; "
+                f"install the plugin that provides it before {doing} ('rpop plugins' lists what is installed)"
+            )
+        return option
+
     def delivery_agent(self) -> DeliveryAgent:
-        factory = _choose(self.pm.hook.rpop_delivery_agents(), self.config.delivery.name, "delivery", self.config.path)
+        factory = _choose(contributions(self.pm, "rpop_delivery_agents"), self.config.delivery.name, "delivery", self.config.path)
         return _make(factory, self.config.delivery.options, self.config)
 
     def relay_agent(self) -> DeliveryAgent | None:
-        """The outbound relay (``[bounces] relay = "host:port"``) through the
-        smtp delivery plugin, or None when none is configured."""
-        if not self.config.bounce_relay:
+        """The outbound relay, or None when none is configured: the delivery
+        plugin ``[bounces] relay_plugin`` names (``smtp`` by default), with
+        the ``[bounces.relay_options]`` table and ``relay = "host:port"`` as
+        its ``host`` and ``port``."""
+        bounces = self.config.bounces
+        if not bounces.relay and not bounces.relay_options:
             return None
-        try:
-            host, port = split_host(self.config.bounce_relay, tls=False, default_port=25)
-        except ValueError as exc:
-            raise errors.ConfigError(f"{self.config.path}: [bounces] key 'relay': {exc}; write host:port") from None
-        factory = _choose(self.pm.hook.rpop_delivery_agents(), "smtp", "bounces", self.config.path)
-        return _make(factory, {"host": host, "port": port}, self.config)
+        options = dict(bounces.relay_options)
+        if bounces.relay:
+            try:
+                options["host"], options["port"] = split_host(bounces.relay, tls=False, default_port=25)
+            except ValueError as exc:
+                raise errors.ConfigError(f"{self.config.path}: [bounces] key 'relay': {exc}; write host:port") from None
+        factory = _choose(contributions(self.pm, "rpop_delivery_agents"), bounces.relay_plugin, "bounces", self.config.path,
+                          key="relay_plugin")
+        return _make(factory, options, self.config)
 
     async def poll_context(
         self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None,
@@ -240,7 +275,7 @@ class Site:
             store=self.store,
             agent=agent,
             relay=relay,
-            bouncer=Bouncer(self.config.bounce_spool, relay, main.name if main else None),
+            bouncer=Bouncer(self.config.bounces.spool, relay, main.name if main else None),
             keyring=self.keyring,
             hook=self.pm.hook,
             mechanisms=self.mechanisms(),
@@ -307,7 +342,8 @@ class Site:
     def check_key(self, records) -> None:
         """A missing or wrong key file is bad input (exit 2) when any record
         stores a secret: no such poll could work."""
-        if any(r.secret.source == "stored" or "oauth2" in r.options for r in records):
+        if any(r.secret.source == "stored" or any(self._known_option(r, name, "polling it").sealed(value)
+                                                   for name, value in r.options.items()) for r in records):
             self.keyring.check()
 
     async def status(self, now: dt.datetime | None = None) -> list[dict]:
@@ -323,7 +359,7 @@ class Site:
         for record in records:
             status = statuses.get(record.id)
             when = schedule.due(record, status, settings, now, delays, spread=0)
-            rows.append(status_row(record, status, when, now))
+            rows.append(status_row(record, status, when, now, self.record_options))
         return rows
 
 
@@ -361,10 +397,6 @@ class ApplyReport:
     dry_run: bool = False
 
 
-# The file's key for each source of a record's password.
-_SECRET_KEYS = {"stored": "password", "env": "password_env", "file": "password_file"}
-
-
 def _changed_keys(old, new) -> tuple[str, ...]:
     """The names of the fields of two attrs values (settings, domains,
     records) that differ, as a declarative file names them: a record's
@@ -376,7 +408,7 @@ def _changed_keys(old, new) -> tuple[str, ...]:
         if field.name == "id" or before == after:
             continue
         if isinstance(before, SecretRef):
-            keys += sorted({_SECRET_KEYS[ref.source] for ref in (before, after) if ref.source in _SECRET_KEYS})
+            keys += sorted({PASSWORD_KEYS[ref.source] for ref in (before, after) if ref.source in PASSWORD_KEYS})
         elif field.name == "options":
             keys += [name for name in sorted({*before, *after}) if before.get(name) != after.get(name)]
         else:
@@ -407,24 +439,26 @@ def _keyed_changes(
     return changes
 
 
-def _keep_stored_secrets(record: RemoteRecord, stored: RemoteRecord, keyring: Keyring) -> RemoteRecord:
+def _keep_stored_secrets(record: RemoteRecord, stored: RemoteRecord, keyring: Keyring, options) -> RemoteRecord:
     """The record as a file gives it, with the stored sealed secrets where
     the file leaves a secret out -- after the first apply a file may (an
     exported one does) -- or gives the same one again: sealing is not
     repeatable (each Fernet token differs), so re-sealing an unchanged
-    password would report and store a change that is none."""
+    password would report and store a change that is none.  The secrets of
+    the keys plugins add (``options``) are kept the same way."""
     secret = record.secret
     if secret.source == "none" or _same_secret(keyring, stored.secret, secret):
         secret = stored.secret
-    options = record.options
-    if "oauth2" in options and "oauth2" in stored.options:
-        oauth2 = dict(options["oauth2"])
-        for name in OAUTH2_SECRETS:
-            kept, given = stored.options["oauth2"].get(name), oauth2.get(name)
-            if kept and (not given or _same_secret(keyring, SecretRef(**kept), SecretRef(**given))):
-                oauth2[name] = kept
-        options = {**options, "oauth2": oauth2}
-    return attrs.evolve(record, secret=secret, options=options)
+    values = dict(record.options)
+    for name, value in record.options.items():
+        option = options[name]
+        if name not in stored.options:
+            continue
+        given = option.sealed(value)
+        kept = {key: ref for key, ref in option.sealed(stored.options[name]).items()
+                if key not in given or _same_secret(keyring, ref, given[key])}
+        values[name] = option.with_secrets(value, kept)
+    return attrs.evolve(record, secret=secret, options=values)
 
 
 def _same_secret(keyring: Keyring, stored: SecretRef, given: SecretRef) -> bool:
@@ -454,7 +488,8 @@ def refuse_outside_schedule(settings, now: dt.datetime | None = None) -> None:
 
 
 def status_row(
-    record: RemoteRecord, status: PollStatus | None, when: "schedule.Due | None" = None, now: dt.datetime | None = None
+    record: RemoteRecord, status: PollStatus | None, when: "schedule.Due | None" = None, now: dt.datetime | None = None,
+    options: Mapping = {},
 ) -> dict:
     last: str | None = None
     if status is not None:
@@ -482,6 +517,8 @@ def status_row(
             if when and when.at and now and when.at > now and when.reason in schedule.DELAYS
             else None
         ),
+        # The keys plugins add, without their secrets.
+        "options": {name: options[name].public(value) for name, value in record.options.items() if name in options},
     }
 
 
@@ -489,15 +526,16 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _choose(contributions: list[dict], name: str, table: str, path: Path):
-    available: dict = {}
-    for contributed in contributions:
-        available.update(contributed)
+#: The kind of plugin each site-file table selects, for the install hint.
+_KIND = {"delivery": "delivery", "bounces": "delivery", "state": "state"}
+
+
+def _choose(available: dict, name: str, table: str, path: Path, key: str = "plugin"):
     if name not in available:
         names = ", ".join(sorted(available)) or "none installed"
         raise errors.ConfigError(
-            f"{path}: [{table}] key 'plugin': no installed plugin provides {name!r} (available: {names}); "
-            f"install the plugin's distribution, e.g. pip install rpop-{table if table != 'state' else 'storage'}-{name}"
+            f"{path}: [{table}] key '{key}': no installed plugin provides {name!r} (available: {names}); "
+            f"{install_hint(_KIND[table], name)}"
         )
     return available[name]
 

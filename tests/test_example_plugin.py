@@ -10,9 +10,9 @@ import pytest
 
 from rpopcore import errors
 from rpopcore.plugins import describe, plugin_manager
-from rpopcore.pop3.scriptable_server import Message
+from rpopcore.testing.scriptable_server import Message
 from rpopcore.service import Site
-from tests.sites import make_site, remote
+from rpopcore.testing.sites import make_site, remote
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "rpop_delivery_count" / "rpop_delivery_count.py"
 

@@ -52,7 +52,7 @@ from bench.harness import machine_info  # noqa: E402
 from bench.server import work_parent  # noqa: E402
 from bench.tools import base_env  # noqa: E402
 from bench.tools.rpop import Rpop, tree_state  # noqa: E402
-from tests.support.dovecot import Dovecot, find_dovecot  # noqa: E402
+from rpopcore.testing.dovecot import Dovecot, find_dovecot  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

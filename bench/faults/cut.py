@@ -40,7 +40,7 @@ import attrs
 from bench.faults import kill
 from bench.faults.findings import Findings, broken, unclear
 from bench.proxy import CHUNK, LatencyProxy
-from tests.support.dovecot import Dovecot
+from rpopcore.testing.dovecot import Dovecot
 
 DIRECTIONS = ("to-server", "to-client")
 #: Messages in the mailbox at each trial: a whole session stays small.

@@ -74,7 +74,7 @@ from hypothesis import strategies as st
 from bench.faults.secrets import leaks, secret_forms, windows
 from rpopcore import retrieval
 from rpopcore.errors import ERROR_CODES, RpopError
-from tests.sites import open_site, remote
+from rpopcore.testing.sites import open_site, remote
 
 #: The record's timeout (seconds): idle, and the grace of the minimum rate.
 #: Short, so a stalled server costs little; a loaded machine may make an

@@ -51,7 +51,7 @@ from typing import Callable, Iterable
 import attrs
 
 from bench.tools.rpop import rpop_command
-from tests.support.dovecot import Dovecot
+from rpopcore.testing.dovecot import Dovecot
 
 #: Dovecot's users: the remote mailbox rpop polls, and the local account
 #: (the LMTP target delivers into Dovecot's mailbox of that name).

@@ -37,8 +37,8 @@ import attrs
 
 from bench.faults import kill
 from bench.faults.findings import Findings, broken, unclear
-from rpopcore.pop3.scriptable_server import Faults, Message, PlainSasl, ScriptableServer
-from tests.support.oauth2_provider import OAuth2Provider
+from rpopcore.testing.scriptable_server import Faults, Message, PlainSasl, ScriptableServer
+from rpop_oauth2.testing import OAuth2Provider
 
 ACCOUNT = "alice.smith"
 #: 222 characters: too long for SASL PLAIN's credentials to go on the AUTH

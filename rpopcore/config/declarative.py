@@ -9,7 +9,6 @@ passwords already sealed by the site key.  Applying it is
 
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -19,40 +18,42 @@ from rpopcore import activity, errors
 from rpopcore.config.schema import (
     Key,
     boolean,
-    duration,
+    duration_key,
     integer,
     non_empty_string,
     one_of,
     poll_period,
-    REQUIRED,
     read_table,
     read_toml,
     string,
     string_list,
     string_map,
+    show_poll_period,
 )
 from rpopcore.config.site import SITE_TABLES
 from rpopcore.model import Directory, Domain, ModuleSettings, RecordKind, RemoteRecord, SecretRef, check_host
 from rpopcore.model import LOG_LEVELS
+from rpopcore.options import RecordOption
 from rpopcore.secrets import Keyring
-from rpopcore.selfpoll import is_loopback_host
 
 SETTINGS_KEYS = {
-    "processors": Key(integer),
-    "delay_failed_hosts": Key(duration),
-    "delay_failed_accounts": Key(duration),
-    "min_poll_period_for_users": Key(duration),
-    "max_accounts_per_user": Key(integer),
-    "use_apop": Key(boolean),
-    "allow_self_poll": Key(boolean),
-    "own_addresses": Key(string_list),
-    "default_ip_address": Key(string),
-    "use_domain_ip_addresses": Key(boolean),
-    "activity_schedule": Key(lambda value: _checked(string_list(value), activity.parse_schedule)),
-    "time_zone": Key(lambda value: _checked(non_empty_string(value), activity.zone)),
-    "log_level": Key(one_of(*LOG_LEVELS)),
-    "timeout": Key(duration),
-    "max_status_line": Key(integer),
+    "processors": Key(integer, help="how many records are polled at once (0 stops polling)"),
+    "delay_failed_hosts": duration_key(help="how long a host that could not be reached is left alone"),
+    "delay_failed_accounts": duration_key(help="how long a mailbox that failed is left alone"),
+    "min_poll_period_for_users": duration_key(help="the shortest poll_every a user may set"),
+    "max_accounts_per_user": Key(integer, help="how many records a user may set"),
+    "use_apop": Key(boolean, help="whether APOP may be used where a record asks for it"),
+    "allow_self_poll": Key(boolean, help="whether a record may poll this machine's own addresses"),
+    "own_addresses": Key(string_list, help="more addresses that count as this machine's own"),
+    "default_ip_address": Key(string, help="the source address of connections"),
+    "use_domain_ip_addresses": Key(boolean, help="connect from the owner's domain's first address"),
+    "activity_schedule": Key(lambda value: _checked(string_list(value), activity.parse_schedule),
+                             help="the weekly windows polling is allowed in"),
+    "time_zone": Key(lambda value: _checked(non_empty_string(value), activity.zone),
+                     help="the time zone of activity_schedule"),
+    "log_level": Key(one_of(*LOG_LEVELS), help="how much is logged"),
+    "timeout": duration_key(help="how long a network step may take"),
+    "max_status_line": Key(integer, help="the longest answer line accepted from a server"),
 }
 
 DOMAIN_KEYS = {
@@ -66,65 +67,50 @@ DOMAIN_KEYS = {
 }
 
 
+
 def _boolean_map(value) -> dict[str, bool]:
     if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
         raise ValueError(f"expected a table of true or false per account, like {{ bob = false }}, got {value!r}")
     return dict(value)
 
-_COMMON_RECORD_KEYS = {
-    "poll_every": Key(poll_period, 600),
-    "account": Key(non_empty_string),
-    "host": Key(non_empty_string),
-    "password": Key(string, None),
-    "password_env": Key(non_empty_string, None),
-    "password_file": Key(non_empty_string, None),
-    "leave": Key(boolean, True),
-    "apop": Key(boolean, False),
-    "tls": Key(boolean, False),
-    "tls_verify": Key(boolean, True),
-    "ca_file": Key(string, ""),
-    "server_name": Key(string, ""),
-    "oauth2": Key(lambda value: _oauth2_table(value), None),
-    "starttls": Key(one_of("auto", "required", "never"), "auto"),
-    "auth": Key(non_empty_string, "auto"),
-    "timeout": Key(duration, None),
-    "set_by": Key(one_of("admin", "user"), "admin"),
+
+#: Every key of a record the core knows, in the order ``rpop export``
+#: writes them; each reader and writer derives from this table.  Keys that
+#: plugins add (:func:`rpopcore.hookspecs.rpop_record_options`) follow.
+RECORD_KEYS = {
+    "owner": Key(non_empty_string, help="the local account (or alias) mail goes to"),
+    "poll_every": Key(poll_period, 600, "how often to poll: a duration, or \"disabled\"", show_poll_period),
+    "account": Key(non_empty_string, help="the user name on the remote server"),
+    "host": Key(non_empty_string, help="the POP3 server, host or host:port"),
+    "password": Key(string, None, "the password, sealed with the site key when applied"),
+    "password_env": Key(non_empty_string, None, "an environment variable holding the password"),
+    "password_file": Key(non_empty_string, None, "a file whose first line is the password"),
+    "leave": Key(boolean, True, "leave retrieved messages on the server"),
+    "apop": Key(boolean, False, "log in with APOP"),
+    "tls": Key(boolean, False, "TLS from the first byte (port 995)"),
+    "tls_verify": Key(boolean, True, "verify the server's certificate"),
+    "ca_file": Key(string, "", "a PEM bundle of the CAs to trust instead of the system's"),
+    "server_name": Key(string, "", "the name to verify when host is an address"),
+    "starttls": Key(one_of("auto", "required", "never"), "auto", "STLS on a plain connection"),
+    "auth": Key(non_empty_string, "auto", "the login mechanism, or auto"),
+    "timeout": duration_key(None, "how long a network step may take (default: the module's timeout)"),
+    "set_by": Key(one_of("admin", "user"), "admin", "who set the record (user limits apply to users)"),
+    "special_field": Key(string, "", "the header field holding the envelope recipients"),
+    "dedupe": Key(boolean, True, "deliver one copy of a Message-ID per poll"),
 }
-REMOTE_KEYS = {"owner": Key(non_empty_string), **_COMMON_RECORD_KEYS}
-UNIFIED_KEYS = {**_COMMON_RECORD_KEYS, "special_field": Key(string, ""), "dedupe": Key(boolean, True)}
+#: Keys only one kind of record takes.
+_ONLY = {"owner": RecordKind.REMOTE, "special_field": RecordKind.UNIFIED, "dedupe": RecordKind.UNIFIED}
+#: The keys that give a record's password, by the SecretRef source each makes.
+PASSWORD_KEYS = {"stored": "password", "env": "password_env", "file": "password_file"}
 
 
-def _token_endpoint(value) -> str:
-    """HTTPS, or plain HTTP only to this machine (a test or a local proxy):
-    refresh tokens and client secrets must not cross a network in clear."""
-    url = urllib.parse.urlsplit(non_empty_string(value))
-    host = url.hostname or ""
-    if url.scheme == "https" and host or (url.scheme == "http" and host and is_loopback_host(host)):
-        return value.strip()
-    raise ValueError(f"{value!r} is not an https:// URL (plain http:// is allowed only to 127.0.0.1 or ::1)")
-
-
-OAUTH2_KEYS = {
-    "token_endpoint": Key(_token_endpoint),
-    "client_id": Key(non_empty_string),
-    "client_secret": Key(string, ""),
-    "refresh_token": Key(string, ""),
-    "scope": Key(string, ""),
-}
-OAUTH2_SECRETS = ("client_secret", "refresh_token")
-
-
-def _oauth2_table(value):
-    if not isinstance(value, dict):
-        raise ValueError("expected a table: oauth2 = { token_endpoint = \"...\", client_id = \"...\", refresh_token = \"...\" }")
-    unknown = sorted(set(value) - set(OAUTH2_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key {unknown[0]!r}; known keys: {', '.join(OAUTH2_KEYS)}")
-    missing = [k for k, key in OAUTH2_KEYS.items() if key.default is REQUIRED and k not in value]
-    # refresh_token may be left out only to keep the one already stored.
-    if missing:
-        raise ValueError(f"{missing[0]!r} is missing")
-    return {k: OAUTH2_KEYS[k].convert(v) for k, v in value.items()}
+def record_keys(kind: RecordKind, options: Mapping[str, RecordOption] = {}) -> dict[str, Key]:
+    """The keys a ``[[remote]]`` or ``[[unified]]`` table takes: the core's,
+    then those plugins declare (absent unless given)."""
+    keys = {name: key for name, key in RECORD_KEYS.items() if _ONLY.get(name, kind) is kind}
+    keys |= {name: Key(option.convert, None, option.help)
+             for name, option in options.items() if kind.value in option.kinds}
+    return keys
 
 
 def _checked(value, check):
@@ -169,6 +155,7 @@ def read_declaration(
     auth_names: Iterable[str],
     route: Callable[[str, Directory], str | None],
     site_file: bool = False,
+    options: Mapping[str, RecordOption] = {},
 ) -> Declaration:
     """Read and check a declarative file.
 
@@ -178,6 +165,7 @@ def read_declaration(
         account.
     :param site_file: the file is the site file, whose own tables
         (``[delivery]``, ``[state]``...) are not declarations.
+    :param options: the record keys installed plugins declare.
     """
     path = Path(path).absolute()
     doc = read_toml(path)
@@ -192,7 +180,7 @@ def read_declaration(
             "file with just [rpop])"
         )
     declared = {name: value for name, value in doc.items() if name in DECLARATION_TABLES}
-    return check_declaration(declared, str(path), path.parent, keyring, auth_names, route)
+    return check_declaration(declared, str(path), path.parent, keyring, auth_names, route, options)
 
 
 def check_declaration(
@@ -202,6 +190,7 @@ def check_declaration(
     keyring: Keyring,
     auth_names: Iterable[str],
     route: Callable[[str, Directory], str | None],
+    options: Mapping[str, RecordOption] = {},
 ) -> Declaration:
     """Check a declaration already parsed into tables -- a TOML file's, or
     one a web page or the JSON API built -- with exactly the rules of a
@@ -213,13 +202,13 @@ def check_declaration(
     directory = _directory(tables["domain"], origin)
     records: list[RemoteRecord] = []
     seen: dict[str, str] = {}
-    for kind in ("remote", "unified"):
+    for kind in (k.value for k in RecordKind):
         entries = tables[kind]
         if not isinstance(entries, list):
             raise errors.ConfigError(f"{origin}: write each record as [[{kind}]], not [{kind}]")
         for index, entry in enumerate(entries, 1):
             where = f"{origin}: [[{kind}]] #{index}"
-            record = check_record(kind, entry, where, base, keyring, auth_names, directory, route)
+            record = check_record(kind, entry, where, base, keyring, auth_names, directory, route, options)
             if record.mailbox in seen:
                 exc = errors.ConfigError(f"{where}: the same mailbox as {seen[record.mailbox]}; remove one",
                                          field="account")
@@ -239,13 +228,15 @@ def check_record(
     auth_names: Iterable[str],
     directory: Directory,
     route: Callable[[str, Directory], str | None],
+    options: Mapping[str, RecordOption] = {},
 ) -> RemoteRecord:
     """Check one ``[[remote]]`` or ``[[unified]]`` entry (``kind``) with the
     rules of a file; ``where`` begins each error, whose ``entry`` is
-    ``(kind, N)`` when ``where`` ends in ``#N``."""
+    ``(kind, N)`` when ``where`` ends in ``#N``.  ``options``: the record
+    keys installed plugins declare."""
     try:
-        values = read_table(entry, REMOTE_KEYS if kind == "remote" else UNIFIED_KEYS, where)
-        return _record(kind, values, where, base, keyring, {"auto", *auth_names}, directory, route)
+        values = read_table(entry, record_keys(RecordKind(kind), options), where)
+        return _record(kind, values, where, base, keyring, {"auto", *auth_names}, directory, route, options)
     except errors.ConfigError as exc:
         number = where.rpartition("#")[2]
         exc.entry = (kind, int(number)) if number.isdigit() else (kind, 1)
@@ -306,8 +297,8 @@ def _directory(entries, path: str) -> Directory:
     return Directory(domains=tuple(domains))
 
 
-def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, directory, route) -> RemoteRecord:
-    given = [k for k in ("password", "password_env", "password_file") if values[k] is not None]
+def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, directory, route, options) -> RemoteRecord:
+    given = [k for k in PASSWORD_KEYS.values() if values[k] is not None]
     if len(given) > 1:
         raise errors.ConfigError(f"{where}: give only one of {', '.join(given)}", field=given[-1])
     if values["password"] is not None:
@@ -328,51 +319,25 @@ def _record(kind, values, where, base: Path, keyring: Keyring, auth_names, direc
             f"choose one of {', '.join(sorted(auth_names))}",
             field="auth",
         )
-    ca_file = values["ca_file"]
-    if ca_file:
-        ca_path = base / ca_file
+    fields = {name: values[name] for name in RECORD_KEYS if name in values and name not in PASSWORD_KEYS.values()}
+    if fields["ca_file"]:
+        ca_path = base / fields["ca_file"]
         if not ca_path.is_file():
             raise errors.ConfigError(
                 f"{where}: key 'ca_file': {ca_path} is not a readable file; give a PEM CA bundle", field="ca_file"
             )
-        ca_file = str(ca_path)
-    owner = None
-    if kind == "remote":
-        owner = route(values["owner"], directory)
-        if owner is None:
+        fields["ca_file"] = str(ca_path)
+    fields["server_name"] = fields["server_name"].strip()
+    if kind == "unified":
+        fields["special_field"] = fields["special_field"].strip()
+    else:
+        fields["owner"] = route(values["owner"], directory)
+        if fields["owner"] is None:
             raise errors.ConfigError(
                 f"{where}: key 'owner': {values['owner']!r} is not a local account; "
                 "add it to a [[domain]]'s accounts (or aliases)",
                 field="owner",
             )
-    extra = {}
-    options = {}
-    if values["oauth2"] is not None:
-        oauth2 = dict(values["oauth2"])
-        for name in OAUTH2_SECRETS:
-            if oauth2.get(name):
-                sealed = keyring.seal(oauth2[name])
-                oauth2[name] = {"source": sealed.source, "value": sealed.value}
-        options["oauth2"] = oauth2
-    if kind == "unified":
-        extra = {"special_field": values["special_field"].strip(), "dedupe": values["dedupe"]}
-    return RemoteRecord(
-        kind=RecordKind(kind),
-        owner=owner,
-        account=values["account"],
-        host=values["host"],
-        poll_every=values["poll_every"],
-        secret=secret,
-        leave=values["leave"],
-        apop=values["apop"],
-        tls=values["tls"],
-        tls_verify=values["tls_verify"],
-        ca_file=ca_file,
-        server_name=values["server_name"].strip(),
-        options=options,
-        starttls=values["starttls"],
-        auth=values["auth"],
-        timeout=values["timeout"],
-        set_by=values["set_by"],
-        **extra,
-    )
+    plugin_values = {name: option.seal(values[name], keyring.seal)
+                     for name, option in options.items() if values.get(name) is not None}
+    return RemoteRecord(kind=RecordKind(kind), secret=secret, options=plugin_values, **fields)

@@ -11,18 +11,33 @@ from typing import Any, Callable, Mapping
 import attrs
 
 from rpopcore import errors
-from rpopcore.durations import parse_duration
+from rpopcore.durations import format_duration, parse_duration
 
-REQUIRED = object()
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: The default of a key that must be given.
+REQUIRED = _Required()
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 @attrs.frozen
 class Key:
     """One key of a table: its converter (raises ValueError with a message
-    that says what is expected) and its default (:data:`REQUIRED` if none)."""
+    that says what is expected), its default (:data:`REQUIRED` if none), a
+    sentence of help, and ``show``, which turns a converted value back into
+    what a file writes (a duration's ``"10m"``): every reader and writer of
+    the key derives from this one definition."""
 
     convert: Callable[[Any], Any]
     default: Any = REQUIRED
+    help: str = ""
+    show: Callable[[Any], Any] = _as_is
 
 
 def read_toml(path: Path) -> dict:
@@ -76,12 +91,14 @@ def read_table(table: Any, keys: Mapping[str, Key], where: str) -> dict[str, Any
 
 
 def boolean(value: Any) -> bool:
+    """``true`` or ``false``."""
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
     return value
 
 
 def string(value: Any) -> str:
+    """Any string, the empty one too."""
     if not isinstance(value, str):
         raise ValueError(f"expected a string in quotes, got {value!r}")
     return value
@@ -95,12 +112,14 @@ def file_path(value: Any) -> str:
 
 
 def non_empty_string(value: Any) -> str:
+    """A string with something besides spaces; returned stripped."""
     if not string(value).strip():
         raise ValueError("must not be empty")
     return value.strip()
 
 
 def integer(value: Any) -> int:
+    """A whole number, 0 or more."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, got {value!r}")
     if value < 0:
@@ -109,7 +128,14 @@ def integer(value: Any) -> int:
 
 
 def duration(value: Any) -> int:
+    """A duration (``"10m"``, ``"1h30m"``, ``90``) in whole seconds."""
     return parse_duration(value)
+
+
+def duration_key(default: Any = REQUIRED, help: str = "") -> Key:
+    """A key holding a duration: read with :func:`duration`, written back
+    as ``"10m"``."""
+    return Key(duration, default, help, show=lambda seconds: None if seconds is None else format_duration(seconds))
 
 
 def port(value: Any) -> int:
@@ -129,18 +155,21 @@ def delivery_timeout(value: Any) -> int:
 
 
 def string_list(value: Any) -> tuple[str, ...]:
+    """A list of strings, as a tuple."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of strings, like [\"a\", \"b\"], got {value!r}")
     return tuple(value)
 
 
 def string_map(value: Any) -> dict[str, str]:
+    """A table of strings (``{ al = "alice" }``)."""
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError(f"expected a table of strings, like {{ al = \"alice\" }}, got {value!r}")
     return dict(value)
 
 
 def one_of(*choices: str) -> Callable[[Any], str]:
+    """A converter accepting exactly one of ``choices``."""
     def convert(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
@@ -160,3 +189,8 @@ def poll_period(value: Any) -> int | None:
     if seconds == 0:
         raise ValueError("a poll period of 0 would poll without pause; give a duration, or \"disabled\"")
     return seconds
+
+
+def show_poll_period(seconds: int | None) -> str:
+    """What :func:`poll_period` reads back."""
+    return "disabled" if seconds is None else format_duration(seconds)

@@ -13,27 +13,44 @@ from typing import Any, Mapping
 import attrs
 
 from rpopcore import errors, logs
-from rpopcore.config.schema import Key, file_path, read_table, read_toml, string, string_list
+from rpopcore.config.schema import Key, file_path, non_empty_string, read_table, read_toml, string, string_list
 
 DECLARATIVE_TABLES = ("rpop", "domain", "remote", "unified")
 SITE_TABLES = ("delivery", "state", "secrets", "log", "bounces", "metrics", "web")
 
-DEFAULT_SITE_FILE = """\
+#: The plugins a new site file names, by table.
+DEFAULT_PLUGINS = {"delivery": "maildir", "state": "sqlite"}
+
+DEFAULT_SITE_FILE = f"""\
 # rpop site file: where state and mail live.  Relative paths are relative to
 # this file's folder.  Records, domains and module settings go in a
 # declarative file applied with 'rpop -c THIS apply DECL.toml' (this file may
 # carry them too).
 
 [delivery]
-plugin = "maildir"
+plugin = "{DEFAULT_PLUGINS['delivery']}"
 root = "mail"
 
 [state]
-plugin = "sqlite"
+plugin = "{DEFAULT_PLUGINS['state']}"
 
 [secrets]
 key_file = "rpop.key"
 """
+
+
+def _table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("expected a table: [bounces.relay_options] with the relay plugin's keys")
+    return dict(value)
+
+
+BOUNCES_KEYS = {
+    "relay": Key(string, "", "the outbound relay, host:port"),
+    "relay_plugin": Key(non_empty_string, "smtp", "the delivery plugin that sends reports to the relay"),
+    "relay_options": Key(_table, {}, "more keys for the relay plugin, as its [delivery] table takes them"),
+    "spool": Key(file_path, "bounces", "the folder reports are written to when no relay is configured"),
+}
 
 
 @attrs.frozen
@@ -63,14 +80,26 @@ class WebConfig:
 
 
 @attrs.frozen
+class BouncesConfig:
+    """``[bounces]``: where delivery status notifications go.  A relay is
+    any delivery plugin (``relay_plugin``, ``smtp`` by default) given the
+    ``[bounces.relay_options]`` table, with ``relay = "host:port"`` as its
+    ``host`` and ``port``; without either, reports are written to ``spool``."""
+
+    relay: str = ""
+    relay_plugin: str = "smtp"
+    relay_options: Mapping[str, Any] = attrs.field(factory=dict)
+    spool: Path = Path("bounces")
+
+
+@attrs.frozen
 class SiteConfig:
     path: Path
     delivery: PluginChoice
     state: PluginChoice
     key_file: Path
     log_file: Path | None
-    bounce_relay: str
-    bounce_spool: Path
+    bounces: BouncesConfig
     #: ``host:port`` where ``rpop run`` serves Prometheus metrics; "" for none.
     metrics_listen: str = ""
     #: None without a ``[web]`` table: ``rpop run`` then serves no pages.
@@ -95,9 +124,7 @@ def load_site(path: Path) -> SiteConfig:
     state = _plugin_choice(doc, "state", path)
     secrets = read_table(doc.get("secrets", {}), {"key_file": Key(file_path, "rpop.key")}, f"{path}: [secrets]")
     log = read_table(doc.get("log", {}), {"file": Key(file_path, "")}, f"{path}: [log]")
-    bounces = read_table(
-        doc.get("bounces", {}), {"relay": Key(string, ""), "spool": Key(file_path, "bounces")}, f"{path}: [bounces]"
-    )
+    bounces = read_table(doc.get("bounces", {}), BOUNCES_KEYS, f"{path}: [bounces]")
     metrics = read_table(doc.get("metrics", {}), {"listen": Key(string, "")}, f"{path}: [metrics]")
     if metrics["listen"]:
         from rpopcore.model import check_host  # only for sites that serve metrics
@@ -121,8 +148,8 @@ def load_site(path: Path) -> SiteConfig:
         state=state,
         key_file=base / secrets["key_file"],
         log_file=log_file,
-        bounce_relay=bounces["relay"],
-        bounce_spool=base / bounces["spool"],
+        bounces=BouncesConfig(relay=bounces["relay"], relay_plugin=bounces["relay_plugin"],
+                              relay_options=bounces["relay_options"], spool=base / bounces["spool"]),
         metrics_listen=metrics["listen"],
         web=_web(doc["web"], path) if "web" in doc else None,
     )

@@ -4,7 +4,7 @@ A test checks that every route of the application is described here."""
 from __future__ import annotations
 
 from rpopcore import __version__
-from rpopcore.config.declarative import SETTINGS_KEYS, UNIFIED_KEYS, REMOTE_KEYS
+from rpopcore.config.declarative import RECORD_KEYS, SETTINGS_KEYS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -34,7 +34,7 @@ ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer
 
 
 def document() -> dict:
-    record_keys = sorted(set(REMOTE_KEYS) | set(UNIFIED_KEYS))
+    record_keys = sorted(RECORD_KEYS)
     return {
         "openapi": "3.1.0",
         "info": {"title": "rpop", "version": __version__,

@@ -199,7 +199,7 @@ class Operations:
             if not caller.admin:
                 # A record a user changes is theirs: the user limits apply.
                 values.update(owner=caller.address, set_by="user")
-            entry = {**record_table(record), **values}
+            entry = {**record_table(record, self.site.record_options), **values}
             await self._checked(self.site.apply_record(record.kind.value, entry, ORIGIN, record_id))
         return await self.record(caller, record_id)
 
@@ -343,7 +343,7 @@ class Operations:
         of each ``remote`` and ``unified`` entry, by position."""
         store = self.site.store
         records = await store.list_records()
-        doc = declaration(await store.load_settings(), await store.load_directory(), records)
+        doc = declaration(await store.load_settings(), await store.load_directory(), records, self.site.record_options)
         ids = {kind: [r.id for r in records if r.kind.value == kind] for kind in ("remote", "unified")}
         return doc, ids
 
@@ -409,7 +409,7 @@ class Operations:
             rows.append({
                 "id": record.id,
                 "kind": record.kind.value,
-                **record_table(record),
+                **record_table(record, self.site.record_options),
                 "owner": record.owner,
                 "last": row["last"],
                 "error": row["error"],

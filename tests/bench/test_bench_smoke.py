@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.tools import PEERS, all_tools
-from tests.support.fixtures import require_dovecot
+from rpopcore.testing.plugin import require_dovecot
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = "a,d,e,f,w"  # loopback, many mailboxes, TLS, multidrop, the latency proxy

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rpopcore.pop3.scriptable_server import ScriptableServer
+from rpopcore.testing.scriptable_server import ScriptableServer
 
 
 class ThreadedServer:

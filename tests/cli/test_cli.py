@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rpopcore.pop3.scriptable_server import Message
+from rpopcore.testing.scriptable_server import Message
 from tests.cli.conftest import json_out, rpop_command
 
 DECL = """

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from rpopcore.pop3.scriptable_server import Faults, Message
+from rpopcore.testing.scriptable_server import Faults, Message
 from tests.cli.conftest import json_out, rpop_command
 from tests.cli.test_cli import DECL, write_decl
 

@@ -14,7 +14,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from rpopcore.pop3.scriptable_server import Message
+from rpopcore.testing.scriptable_server import Message
 from tests.cli.conftest import rpop_command
 
 DECL = """

@@ -4,7 +4,7 @@ picked by name, ``-c`` anywhere, tables that fit their contents."""
 
 from __future__ import annotations
 
-from rpopcore.pop3.scriptable_server import Message
+from rpopcore.testing.scriptable_server import Message
 from tests.cli.conftest import json_out
 
 DECL = """

@@ -14,8 +14,8 @@ import pytest
 
 from tests.cli.conftest import json_out, rpop_command, run_rpop
 from tests.cli.test_cli import DECL, write_decl
-from tests.sites import make_site, remote
-from tests.support.fixtures import DEFAULT_USERS
+from rpopcore.testing.sites import make_site, remote
+from rpopcore.testing.plugin import DEFAULT_USERS
 
 
 def one_line(result: subprocess.CompletedProcess, status: int = 2) -> str:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.cli.conftest import rpop_command
-from tests.support.dovecot import free_port
+from rpopcore.testing.dovecot import free_port
 from tests.web.conftest import ALICE, make_web_site
 
 

@@ -4,9 +4,9 @@ pipelining, and certificate verification."""
 
 from __future__ import annotations
 
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
-from tests.support.probes import capa
+from rpopcore.testing.sites import delivered, open_site, remote
+from rpopcore.testing.sites import poll_one as poll
+from rpopcore.testing.probes import capa
 
 ALICE = ("alice", "alice-secret")
 

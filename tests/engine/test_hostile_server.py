@@ -17,9 +17,9 @@ import pytest
 
 from rpopcore import errors
 from rpopcore.pop3.client import ConnectOptions, Pop3Client
-from rpopcore.pop3.scriptable_server import Faults, Message
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing.scriptable_server import Faults, Message
+from rpopcore.testing.sites import delivered, open_site, remote
+from rpopcore.testing.sites import poll_one as poll
 
 NO_PIPELINING = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE"]
 

@@ -4,8 +4,8 @@ or removes it and adds it back later gets nothing twice from a real Dovecot."""
 
 from __future__ import annotations
 
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing.sites import delivered, open_site, remote
+from rpopcore.testing.sites import poll_one as poll
 
 PASSWORD = "alice-secret"
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from rpopcore.pop3.scriptable_server import Faults, Message
-from tests.sites import DOMAIN, open_site, remote
+from rpopcore.testing.scriptable_server import Faults, Message
+from rpopcore.testing.sites import DOMAIN, open_site, remote
 
 
 def many_accounts(n: int) -> str:
@@ -20,7 +20,7 @@ async def test_processors_bound_concurrent_sessions_and_every_record_is_polled(p
     server = await pop3_server([Message("m", b"Subject: m\r\n\r\nx\r\n")], lock=False, user=None,
                                faults=Faults(response_delay=0.02))
     records = "".join(remote(server.host, server.port, owner=f"u{i}@example.test", account=f"u{i}") for i in range(50))
-    monkeypatch.setattr("tests.sites.DOMAIN", many_accounts(50))
+    monkeypatch.setattr("rpopcore.testing.sites.DOMAIN", many_accounts(50))
     site = await open_site(tmp_path, records, "allow_self_poll = true\nprocessors = 4\n")
     results = await site.poll_once()
     assert len(results) == 50 and all(r.error is None and r.delivered == 1 for r in results)
@@ -34,7 +34,7 @@ async def test_the_daemon_respects_processors_too(pop3_server, tmp_path, monkeyp
 
     server = await pop3_server([], lock=False, user=None, faults=Faults(response_delay=0.02))
     records = "".join(remote(server.host, server.port, owner=f"u{i}@example.test", account=f"u{i}") for i in range(30))
-    monkeypatch.setattr("tests.sites.DOMAIN", many_accounts(30))
+    monkeypatch.setattr("rpopcore.testing.sites.DOMAIN", many_accounts(30))
     monkeypatch.setattr("rpopcore.schedule.START_SPREAD", 0.5)
     site = await open_site(tmp_path, records, "allow_self_poll = true\nprocessors = 3\n")
     stop = asyncio.Event()
@@ -83,7 +83,7 @@ async def test_default_ip_address_is_the_source_of_connections(pop3_server, tmp_
 async def test_use_domain_ip_addresses_for_per_user_records_only(pop3_server, tmp_path, monkeypatch):
     server = await pop3_server([])
     box = await pop3_server([], user="box", password="pw")
-    monkeypatch.setattr("tests.sites.DOMAIN", DOMAIN.replace('main = true', 'main = true\nip_addresses = ["127.0.0.3"]'))
+    monkeypatch.setattr("rpopcore.testing.sites.DOMAIN", DOMAIN.replace('main = true', 'main = true\nip_addresses = ["127.0.0.3"]'))
     unified = f'[[unified]]\naccount = "box"\npassword = "pw"\nhost = "{box.host}:{box.port}"\n'
     site = await open_site(tmp_path, remote(server.host, server.port) + unified,
                            'allow_self_poll = true\ndefault_ip_address = "127.0.0.2"\nuse_domain_ip_addresses = true\n')

@@ -12,9 +12,9 @@ import tracemalloc
 
 import pytest
 
-from rpopcore.pop3.scriptable_server import Faults, Message
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing.scriptable_server import Faults, Message
+from rpopcore.testing.sites import delivered, open_site, remote
+from rpopcore.testing.sites import poll_one as poll
 
 
 def msg(uid: str, body: str = "hello\r\n", *, return_path: str | None = "<sender@isp.test>", extra: str = "") -> Message:
@@ -318,7 +318,7 @@ async def test_a_crashing_delivery_plugin_fails_the_record_and_leaves_mail_on_th
     from rpopcore.hookspecs import hookimpl
     from rpopcore.plugins import plugin_manager
     from rpopcore.service import Site
-    from tests.sites import make_site
+    from rpopcore.testing.sites import make_site
 
     class Crashing:
         async def deliver(self, message, envelope, recipients):

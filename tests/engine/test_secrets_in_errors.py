@@ -19,9 +19,9 @@ import json
 import attrs
 import pytest
 
-from rpopcore.pop3.scriptable_server import Faults, Message, PlainSasl, ScriptableServer
-from tests.sites import open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing.scriptable_server import Faults, Message, PlainSasl, ScriptableServer
+from rpopcore.testing.sites import open_site, remote
+from rpopcore.testing.sites import poll_one as poll
 
 ACCOUNT = "alice"
 # Long enough that SASL PLAIN cannot go on the AUTH line (RFC 5034's 255 octets).

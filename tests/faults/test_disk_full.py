@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import run_rpop
-from tests.sites import delivered, make_site, remote
-from tests.support.fixtures import DEFAULT_USERS
+from rpopcore.testing.sites import delivered, make_site, remote
+from rpopcore.testing.plugin import DEFAULT_USERS
 
 #: How a user is told that a disk is full: the C library's text for ENOSPC,
 #: or (about the state database) SQLite's own words for SQLITE_FULL.

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from bench.faults import fuzz
 from bench.server import work_parent
-from rpopcore.pop3.scriptable_server import Message
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing.scriptable_server import Message
+from rpopcore.testing.sites import delivered, open_site, remote
+from rpopcore.testing.sites import poll_one as poll
 
 CASES = 10_000
 SEED = 1

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from rpopcore.pop3.scriptable_server import (
+from rpopcore.testing.scriptable_server import (
     Faults,
     Message,
     PlainSasl,

@@ -26,7 +26,7 @@ from rpopcore.smtp.replies import (
     path_of,
     xtext,
 )
-from tests.support.scripted_smtp import ScriptedLmtp, ScriptedSmtp
+from rpopcore.testing.scripted_smtp import ScriptedLmtp, ScriptedSmtp
 
 MESSAGE = b"Subject: hi\n\n.dot\nbody\n"
 

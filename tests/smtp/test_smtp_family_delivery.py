@@ -9,8 +9,8 @@ from rpopcore.message import MessageSpool, RetrievedMessage
 from rpopcore.model import Envelope, Outcome, Recipient
 from rpopcore.smtp import delivery
 from rpopcore.smtp.client import ConnectOptions, LmtpClient, SmtpClient
-from tests.support.dovecot import free_port
-from tests.support.scripted_smtp import ScriptedLmtp
+from rpopcore.testing.dovecot import free_port
+from rpopcore.testing.scripted_smtp import ScriptedLmtp
 
 
 async def deliver(client, envelope: Envelope, *, dsn: bool = False):

@@ -18,12 +18,12 @@ import time
 import pytest
 from cryptography import x509
 
-from tests.support.dovecot import Dovecot, DovecotStartError, _group_alive, free_port
+from rpopcore.testing.dovecot import Dovecot, DovecotStartError, _group_alive, free_port
 
 # The fixtures (test_ca, server_cert, dovecot_factory, dovecot) come from
-# tests/conftest.py, which star-imports tests.support.fixtures.
-from tests.support.fixtures import DEFAULT_USERS, require_dovecot
-from tests.support.tlsca import make_self_signed
+# tests/conftest.py, which star-imports rpopcore.testing.plugin.
+from rpopcore.testing.plugin import DEFAULT_USERS, require_dovecot
+from rpopcore.testing.tlsca import make_self_signed
 
 MESSAGE = b"From: x@example.org\nSubject: hello\n\nline one\nline two\n"
 
@@ -458,7 +458,7 @@ def test_free_port_is_bindable():
 
 
 def test_missing_dovecot_fails_loudly(monkeypatch):
-    import tests.support.fixtures as fixtures
+    import rpopcore.testing.plugin as fixtures
 
     monkeypatch.setattr(fixtures, "missing_dovecot_parts", lambda lmtp: ["dovecot-core"])
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y dovecot-core"):

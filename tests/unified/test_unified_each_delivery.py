@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from rpopcore.service import Site
-from tests.sites import DOMAIN, make_site
+from rpopcore.testing.sites import DOMAIN, make_site
 from tests.unified.test_unified_maildir import message, unified
 
 SPECIAL = ("special", "s-pw")
@@ -56,7 +56,7 @@ Subject: by headers
 
 @pytest.mark.parametrize("plugin", ["maildir", "lmtp", "smtp", "pipe"])
 async def test_both_methods_through_each_delivery_plugin(plugin, dovecot_factory, tmp_path, unused_tcp_port, monkeypatch):
-    monkeypatch.setattr("tests.sites.DOMAIN", DOMAIN.replace('aliases = { al = "alice" }', 'aliases = { al = "alice", sales = "bob" }'))
+    monkeypatch.setattr("rpopcore.testing.sites.DOMAIN", DOMAIN.replace('aliases = { al = "alice" }', 'aliases = { al = "alice", sales = "bob" }'))
     users = {SPECIAL[0]: SPECIAL[1], HEADERS[0]: HEADERS[1], **{u: u for u in USERS}}
     dovecot = dovecot_factory(users=users, tls=False, lmtp=True)
     seed(dovecot)

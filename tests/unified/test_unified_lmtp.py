@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 
 from rpopcore.service import Site
-from tests.sites import make_site
+from rpopcore.testing.sites import make_site
 from tests.unified.test_unified_maildir import BOX, message, spooled_reports, unified
 
 

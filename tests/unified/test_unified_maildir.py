@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sites import delivered, open_site
-from tests.sites import poll_one as poll
+from rpopcore.testing.sites import delivered, open_site
+from rpopcore.testing.sites import poll_one as poll
 
 BOX = ("exampletest", "box-secret")
 

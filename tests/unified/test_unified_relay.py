@@ -9,7 +9,7 @@ import email
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.sites import delivered, make_site
+from rpopcore.testing.sites import delivered, make_site
 from tests.unified.test_unified_maildir import BOX, message, unified
 
 

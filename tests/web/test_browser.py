@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from rpopcore.web.server import WebServer
-from tests.sites import delivered
+from rpopcore.testing.sites import delivered
 from tests.web.conftest import ADMIN, ALICE, CAROL, PASSWORDS, open_web_site
 
 PROVIDER = {"exampletest": "box-secret", "alice.isp": "alice-secret"}

@@ -6,8 +6,7 @@ Select it in the site file with::
     plugin = "count"
 """
 
-from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Outcome, RecipientOutcome
+from rpopcore.api import Outcome, RecipientOutcome, hookimpl
 
 
 class CountingAgent:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import hookimpl
 
 
 class Apop:

@@ -16,8 +16,7 @@ import binascii
 import hashlib
 import hmac
 
-from rpopcore import errors
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import ProtocolError, hookimpl
 
 
 class CramMd5:
@@ -38,13 +37,13 @@ class CramMd5:
         async def respond(challenge_b64: str) -> str:
             nonlocal sent
             if sent:
-                raise errors.ProtocolError("AUTH CRAM-MD5: the server sent a second challenge")
+                raise ProtocolError("AUTH CRAM-MD5: the server sent a second challenge")
             try:
                 challenge = base64.b64decode(challenge_b64, validate=True)
             except (binascii.Error, ValueError):
-                raise errors.ProtocolError(f"AUTH CRAM-MD5: the challenge is not base64: {challenge_b64[:80]!r}") from None
+                raise ProtocolError(f"AUTH CRAM-MD5: the challenge is not base64: {challenge_b64[:80]!r}") from None
             if not challenge:
-                raise errors.ProtocolError("AUTH CRAM-MD5: the server sent an empty challenge")
+                raise ProtocolError("AUTH CRAM-MD5: the server sent an empty challenge")
             digest = hmac.new(secret.encode("utf-8"), challenge, hashlib.md5).hexdigest()
             sent = True
             return base64.b64encode(f"{context.record.account} {digest}".encode("utf-8")).decode("ascii")

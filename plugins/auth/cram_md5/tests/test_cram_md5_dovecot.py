@@ -7,9 +7,8 @@ a login that succeeds proves CRAM-MD5 was used; Dovecot's log says so too
 
 from __future__ import annotations
 
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
-from tests.support.probes import capa, client_lines
+from rpopcore.testing import capa, client_lines, delivered, open_site, remote
+from rpopcore.testing import poll_one as poll
 
 PASSWORD = "alice-secret"
 

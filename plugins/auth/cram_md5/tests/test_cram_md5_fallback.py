@@ -16,9 +16,8 @@ import secrets
 
 import attrs
 
-from rpopcore.pop3.scriptable_server import Message, PlainSasl
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing import Message, PlainSasl, delivered, open_site, remote
+from rpopcore.testing import poll_one as poll
 
 CAPA = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "SASL CRAM-MD5 PLAIN"]
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from rpopcore import errors
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import AuthFailed, MechanismUnavailable, ProtocolError, hookimpl
 
 #: The NTLM signature and the message type of a CHALLENGE (MS-NLMP 2.2.1.2).
 _NTLM_CHALLENGE = b"NTLMSSP\0\x02\0\0\0"
@@ -50,11 +49,11 @@ class Msn:
         exchange = _Exchange(ntlm)
         try:
             await client.auth("MSN", None, exchange.respond)
-        except errors.AuthFailed as exc:
+        except AuthFailed as exc:
             # NEGOTIATE carries no credential: a refusal before AUTHENTICATE
             # went out is about the mechanism, unless the server says [AUTH].
             if not exchange.proved and exc.response_code != "AUTH":
-                raise errors.MechanismUnavailable(f"the server refused AUTH MSN ({exc})") from None
+                raise MechanismUnavailable(f"the server refused AUTH MSN ({exc})") from None
             raise
 
 
@@ -69,11 +68,11 @@ class _Exchange:
 
     async def respond(self, challenge_b64: str) -> str:
         if self.proved:
-            raise errors.ProtocolError("AUTH MSN: the server sent a challenge after NTLM AUTHENTICATE")
+            raise ProtocolError("AUTH MSN: the server sent a challenge after NTLM AUTHENTICATE")
         try:
             data = base64.b64decode(challenge_b64, validate=True)
         except (binascii.Error, ValueError):
-            raise errors.ProtocolError(f"AUTH MSN: the challenge is not base64: {challenge_b64[:80]!r}") from None
+            raise ProtocolError(f"AUTH MSN: the challenge is not base64: {challenge_b64[:80]!r}") from None
         is_challenge = data.startswith(_NTLM_CHALLENGE)
         try:
             if not self.negotiated:
@@ -84,10 +83,10 @@ class _Exchange:
                     return _b64(negotiate)
                 # A server that sends its CHALLENGE at once: answer it.
             elif not is_challenge:
-                raise errors.ProtocolError("AUTH MSN: the answer to NTLM NEGOTIATE is not an NTLM CHALLENGE")
+                raise ProtocolError("AUTH MSN: the answer to NTLM NEGOTIATE is not an NTLM CHALLENGE")
             authenticate = self.ntlm.step(data)
         except _spnego_error() as exc:
-            raise errors.ProtocolError(f"AUTH MSN: the server's NTLM CHALLENGE cannot be used: {exc}") from None
+            raise ProtocolError(f"AUTH MSN: the server's NTLM CHALLENGE cannot be used: {exc}") from None
         self.proved = True
         return _b64(authenticate)
 

@@ -15,9 +15,8 @@ import pytest
 import spnego
 import spnego.exceptions
 
-from rpopcore.pop3.scriptable_server import Message
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing import Message, delivered, open_site, remote
+from rpopcore.testing import poll_one as poll
 
 ACCOUNT = "alice@hotmail.com"
 PASSWORD = "hotmail-secret"

@@ -12,11 +12,17 @@ client response, and it lives here:
   with a bearer token (initial response or two-step form, the error
   challenge, one retry with a new token).
 
-The distribution declares no ``rpop`` entry point because it implements no
-hook; it is installed as a dependency of the mechanism plugins.
+* :mod:`rpop_oauth2.options` -- the ``oauth2`` record key, declared to the
+  core through :func:`rpop_record_options`.
+
+Its ``rpop`` entry point (``oauth2``) contributes that key and no
+mechanism; it is installed as a dependency of the mechanism plugins.
 """
 
+from rpopcore.api import hookimpl
+
 from rpop_oauth2.account import OAuth2Account
+from rpop_oauth2.options import OAUTH2_OPTION
 from rpop_oauth2.sasl import BearerMechanism
 from rpop_oauth2.tokens import (
     CACHE,
@@ -37,3 +43,8 @@ __all__ = [
     "TokenCache",
     "request_token",
 ]
+
+
+@hookimpl
+def rpop_record_options():
+    return [OAUTH2_OPTION]

@@ -11,8 +11,7 @@ from typing import Callable, Mapping
 import attrs
 
 from rpop_oauth2.tokens import RefreshGrant, check_endpoint
-from rpopcore import errors
-from rpopcore.model import RemoteRecord, SecretRef
+from rpopcore.api import MechanismUnavailable, RemoteRecord, SecretRef, SecretUnavailable
 
 
 @attrs.frozen
@@ -37,10 +36,10 @@ class OAuth2Account:
         if not table:
             return None
         if not isinstance(table, Mapping):
-            raise errors.SecretUnavailable("the record's oauth2 settings are not a table; apply the declarative file again")
+            raise SecretUnavailable("the record's oauth2 settings are not a table; apply the declarative file again")
         missing = [k for k in ("token_endpoint", "client_id", "refresh_token") if not table.get(k)]
         if missing:
-            raise errors.SecretUnavailable(f"the record's oauth2 table has no {missing[0]}; apply the declarative file again")
+            raise SecretUnavailable(f"the record's oauth2 table has no {missing[0]}; apply the declarative file again")
         return cls(
             token_endpoint=str(table["token_endpoint"]),
             client_id=str(table["client_id"]),
@@ -76,7 +75,7 @@ def _secret_ref(value: object, name: str) -> SecretRef:
         except (TypeError, ValueError):
             pass
     # Never echo the value: it may be a secret that escaped sealing.
-    raise errors.SecretUnavailable(
+    raise SecretUnavailable(
         f"the record's oauth2 {name} is not a sealed secret; apply the declarative file again"
     )
 

@@ -29,9 +29,7 @@ import json
 
 from rpop_oauth2.account import OAuth2Account
 from rpop_oauth2.tokens import CACHE, AccessToken, TokenCache, log_safe
-from rpopcore import errors, logs
-from rpopcore.auth import AuthContext
-from rpopcore.pop3.client import Pop3Client
+from rpopcore.api import LINK, PROBLEM, PROTOCOL, AuthContext, AuthFailed, MechanismUnavailable, Pop3Client
 
 #: RFC 5034 section 4: the AUTH command, CRLF included, is at most 255 octets;
 #: an initial response that would make it longer is not sent.
@@ -73,7 +71,7 @@ class BearerMechanism:
         ``secret``, is not used).  See the module docstring for the retry."""
         account = OAuth2Account.of(context.record)
         if account is None:
-            raise errors.MechanismUnavailable("the record has no oauth2 table")
+            raise MechanismUnavailable("the record has no oauth2 table")
         grant = account.grant(context.reveal)
         timeout = float(context.record.timeout or context.settings.timeout)
         token = await self.tokens.token(grant, timeout=timeout)
@@ -81,11 +79,11 @@ class BearerMechanism:
         self._log_token(client, token, grant.token_endpoint)
         try:
             await self._login(client, context, token)
-        except errors.AuthFailed as refused:
+        except AuthFailed as refused:
             if token.fresh:
                 raise
             client.log.log(
-                logs.PROBLEM,
+                PROBLEM,
                 "%s: the server refused the cached access token (%s); getting a new one and trying again",
                 self.name,
                 refused,
@@ -106,9 +104,9 @@ class BearerMechanism:
     def _log_token(self, client: Pop3Client, token: AccessToken, endpoint: str) -> None:
         left = max(0, round(token.expires_at - self.tokens.clock()))
         if token.fresh:
-            client.log.log(logs.PROTOCOL, "%s: new access token from %s, valid for %d s", self.name, endpoint, left)
+            client.log.log(PROTOCOL, "%s: new access token from %s, valid for %d s", self.name, endpoint, left)
         else:
-            client.log.log(logs.LINK, "%s: cached access token, valid for %d s more", self.name, left)
+            client.log.log(LINK, "%s: cached access token, valid for %d s more", self.name, left)
 
     async def _login(self, client: Pop3Client, context: AuthContext, token: AccessToken) -> None:
         payload = base64.b64encode(self.client_response(context, client, token.value)).decode("ascii")
@@ -116,10 +114,10 @@ class BearerMechanism:
         exchange = _Exchange(payload, self.error_answer, sent=fits)
         try:
             await client.auth(self.sasl_name, payload if fits else None, exchange.respond)
-        except errors.AuthFailed as exc:
+        except AuthFailed as exc:
             if exchange.server_error is None:
                 raise
-            raise errors.AuthFailed(f"{exc} (the server's SASL error: {exchange.server_error})") from None
+            raise AuthFailed(f"{exc} (the server's SASL error: {exchange.server_error})") from None
 
 
 class _Exchange:

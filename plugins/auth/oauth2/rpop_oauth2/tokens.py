@@ -51,8 +51,16 @@ from typing import Callable
 
 import attrs
 
-from rpopcore import errors
-from rpopcore.selfpoll import is_loopback_host
+from rpopcore.api import (
+    AuthFailed,
+    MechanismUnavailable,
+    PollError,
+    ProtocolError,
+    ServerPermanentFailure,
+    ServerTemporaryFailure,
+    Timeout,
+    is_loopback_host,
+)
 
 #: Seconds before its announced expiry that a cached access token is no
 #: longer used, so it does not expire between the check and the login.
@@ -151,15 +159,15 @@ async def request_token(grant: RefreshGrant, *, timeout: float, refresh_token: s
     try:
         status, body = await asyncio.to_thread(_post, url, grant.form(), timeout)
     except TimeoutError:
-        raise errors.Timeout(f"the token endpoint {url} did not answer within {timeout:g}s") from None
+        raise Timeout(f"the token endpoint {url} did not answer within {timeout:g}s") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):
-            raise errors.Timeout(f"the token endpoint {url} did not answer within {timeout:g}s") from None
+            raise Timeout(f"the token endpoint {url} did not answer within {timeout:g}s") from None
         detail = getattr(reason, "strerror", None) or str(reason)
-        raise errors.ServerTemporaryFailure(f"cannot reach the token endpoint {url}: {grant.mask(detail)}") from None
+        raise ServerTemporaryFailure(f"cannot reach the token endpoint {url}: {grant.mask(detail)}") from None
     except (OSError, HTTPException) as exc:
-        raise errors.ServerTemporaryFailure(f"cannot reach the token endpoint {url}: {grant.mask(str(exc) or type(exc).__name__)}") from None
+        raise ServerTemporaryFailure(f"cannot reach the token endpoint {url}: {grant.mask(str(exc) or type(exc).__name__)}") from None
     answer = _json_object(body)
     if status == 200:
         return _token_answer(answer, url)
@@ -205,7 +213,7 @@ def check_endpoint(url: str) -> None:
         return
     if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
         return
-    raise errors.MechanismUnavailable(
+    raise MechanismUnavailable(
         f"token_endpoint {url!r} is not an https:// URL (plain http is allowed only to a loopback "
         "address, or the refresh token would cross the network in clear)"
     )
@@ -223,7 +231,7 @@ def _token_answer(answer: dict, url: str) -> TokenAnswer:
     token = answer.get("access_token")
     kind = str(answer.get("token_type", "bearer")).lower()
     if not isinstance(token, str) or not token or kind != "bearer":
-        raise errors.ProtocolError(f"the token endpoint {url} answered without a bearer access_token")
+        raise ProtocolError(f"the token endpoint {url} answered without a bearer access_token")
     try:
         expires_in = float(answer.get("expires_in", DEFAULT_LIFETIME))
     except (TypeError, ValueError):
@@ -232,7 +240,7 @@ def _token_answer(answer: dict, url: str) -> TokenAnswer:
     return TokenAnswer(token, max(0.0, expires_in), rotated if isinstance(rotated, str) and rotated else None)
 
 
-def _error_for(status: int, answer: dict, grant: RefreshGrant) -> errors.PollError:
+def _error_for(status: int, answer: dict, grant: RefreshGrant) -> PollError:
     url = grant.token_endpoint
     code = answer.get("error")
     reason = ""
@@ -240,20 +248,20 @@ def _error_for(status: int, answer: dict, grant: RefreshGrant) -> errors.PollErr
         description = answer.get("error_description")
         reason = log_safe(grant.mask(f"{code}: {description}" if isinstance(description, str) and description else code))
         if code in _TEMPORARY_ERRORS:
-            return errors.ServerTemporaryFailure(f"the token endpoint {url} failed for now ({reason})")
+            return ServerTemporaryFailure(f"the token endpoint {url} failed for now ({reason})")
         # RFC 6749 section 5.2: an error response is 400, or 401 for a client
         # that failed to authenticate.
         if code == "invalid_grant" and status in (400, 401):
-            return errors.AuthFailed(
+            return AuthFailed(
                 f"the token endpoint {url} refused the refresh token ({reason}); "
                 "it was revoked or has expired: obtain a new refresh token and apply it"
             )
         if status in (400, 401):
-            return errors.AuthFailed(f"the token endpoint {url} refused the request ({reason}); check the record's oauth2 table")
+            return AuthFailed(f"the token endpoint {url} refused the request ({reason}); check the record's oauth2 table")
     detail = f" ({reason})" if reason else ""
     if status in _TEMPORARY_STATUSES or status >= 500:
-        return errors.ServerTemporaryFailure(f"the token endpoint {url} answered HTTP {status}{detail}")
-    return errors.ServerPermanentFailure(f"the token endpoint {url} answered HTTP {status}{detail}; check token_endpoint")
+        return ServerTemporaryFailure(f"the token endpoint {url} answered HTTP {status}{detail}")
+    return ServerPermanentFailure(f"the token endpoint {url} answered HTTP {status}{detail}; check token_endpoint")
 
 
 def log_safe(text: str, limit: int = 300) -> str:

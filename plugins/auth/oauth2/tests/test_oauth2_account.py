@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from rpop_oauth2 import OAuth2Account
 
-from rpopcore import errors
-from rpopcore.model import RemoteRecord
-from tests.sites import open_site, remote
+from rpopcore.api import RemoteRecord, SecretUnavailable
+from rpopcore.testing import open_site, remote
 
 
 def bare_record(oauth2) -> RemoteRecord:
@@ -53,6 +52,6 @@ async def test_a_record_without_client_secret_is_a_public_client(tmp_path):
     ],
 )
 def test_a_damaged_table_is_secret_unavailable_without_echoing_it(table):
-    with pytest.raises(errors.SecretUnavailable) as caught:
+    with pytest.raises(SecretUnavailable) as caught:
         OAuth2Account.of(bare_record(table))
     assert "rt-in-clear" not in str(caught.value)

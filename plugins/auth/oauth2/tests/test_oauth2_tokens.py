@@ -11,7 +11,14 @@ import pytest
 from rpop_oauth2 import AccessToken, RefreshGrant, TokenCache, request_token
 from rpop_oauth2.tokens import check_endpoint
 
-from rpopcore import errors
+from rpopcore.api import (
+    AuthFailed,
+    MechanismUnavailable,
+    ProtocolError,
+    ServerPermanentFailure,
+    ServerTemporaryFailure,
+    Timeout,
+)
 
 
 class Clock:
@@ -115,7 +122,7 @@ async def test_a_revoked_refresh_token_is_auth_failed_with_the_providers_reason(
     provider = oauth2_provider()
     refresh_token = provider.add_account("alice")
     provider.revoke(refresh_token)
-    with pytest.raises(errors.AuthFailed) as caught:
+    with pytest.raises(AuthFailed) as caught:
         await TokenCache().token(grant_for(provider, refresh_token), timeout=5)
     message = str(caught.value)
     assert caught.value.code == "auth-failed"
@@ -127,7 +134,7 @@ async def test_a_revoked_refresh_token_is_auth_failed_with_the_providers_reason(
 async def test_a_wrong_client_secret_is_auth_failed(oauth2_provider):
     provider = oauth2_provider(client_secret="right")
     refresh_token = provider.add_account("alice")
-    with pytest.raises(errors.AuthFailed, match="invalid_client: Unknown client or wrong secret"):
+    with pytest.raises(AuthFailed, match="invalid_client: Unknown client or wrong secret"):
         await request_token(grant_for(provider, refresh_token, client_secret="not-the-secret"), timeout=5)
 
 
@@ -135,7 +142,7 @@ async def test_a_secret_echoed_by_the_provider_is_masked(oauth2_provider):
     provider = oauth2_provider()
     refresh_token = provider.add_account("alice")
     provider.failures.append((400, {"error": "invalid_grant", "error_description": f"bad token {refresh_token}\nend"}))
-    with pytest.raises(errors.AuthFailed) as caught:
+    with pytest.raises(AuthFailed) as caught:
         await request_token(grant_for(provider, refresh_token), timeout=5)
     assert refresh_token not in str(caught.value)
     assert "bad token **** end" in str(caught.value)
@@ -146,7 +153,7 @@ async def test_an_unreachable_token_endpoint_is_a_temporary_failure_not_auth_fai
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     grant = RefreshGrant(f"http://127.0.0.1:{port}/token", "client", "rt-secret")
-    with pytest.raises(errors.ServerTemporaryFailure) as caught:
+    with pytest.raises(ServerTemporaryFailure) as caught:
         await TokenCache().token(grant, timeout=5)
     assert caught.value.code == "server-temporary"
     assert f"cannot reach the token endpoint http://127.0.0.1:{port}/token" in str(caught.value)
@@ -158,21 +165,21 @@ async def test_a_token_endpoint_that_never_answers_is_a_timeout():
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         grant = RefreshGrant(f"http://127.0.0.1:{listener.getsockname()[1]}/token", "client", "rt-secret")
-        with pytest.raises(errors.Timeout, match="did not answer within 0.5s"):
+        with pytest.raises(Timeout, match="did not answer within 0.5s"):
             await request_token(grant, timeout=0.5)
 
 
 @pytest.mark.parametrize(
     "status, body, error",
     [
-        (503, {}, errors.ServerTemporaryFailure),
-        (429, {}, errors.ServerTemporaryFailure),
-        (400, {"error": "temporarily_unavailable"}, errors.ServerTemporaryFailure),
-        (500, {"error": "server_error", "error_description": "try later"}, errors.ServerTemporaryFailure),
-        (403, {}, errors.ServerPermanentFailure),
-        (400, {"error": "invalid_scope", "error_description": "scope not granted"}, errors.AuthFailed),
-        (200, {"token_type": "Bearer"}, errors.ProtocolError),
-        (200, {"access_token": "x", "token_type": "mac"}, errors.ProtocolError),
+        (503, {}, ServerTemporaryFailure),
+        (429, {}, ServerTemporaryFailure),
+        (400, {"error": "temporarily_unavailable"}, ServerTemporaryFailure),
+        (500, {"error": "server_error", "error_description": "try later"}, ServerTemporaryFailure),
+        (403, {}, ServerPermanentFailure),
+        (400, {"error": "invalid_scope", "error_description": "scope not granted"}, AuthFailed),
+        (200, {"token_type": "Bearer"}, ProtocolError),
+        (200, {"access_token": "x", "token_type": "mac"}, ProtocolError),
     ],
 )
 async def test_other_answers_of_the_token_endpoint(oauth2_provider, status, body, error):
@@ -186,7 +193,7 @@ async def test_other_answers_of_the_token_endpoint(oauth2_provider, status, body
 async def test_a_wrong_token_endpoint_path_is_a_permanent_failure(oauth2_provider):
     provider = oauth2_provider()
     grant = grant_for(provider, provider.add_account("alice"), token_endpoint=provider.base_url + "/nope")
-    with pytest.raises(errors.ServerPermanentFailure, match="answered HTTP 404; check token_endpoint"):
+    with pytest.raises(ServerPermanentFailure, match="answered HTTP 404; check token_endpoint"):
         await request_token(grant, timeout=5)
 
 
@@ -208,5 +215,5 @@ def test_the_refresh_token_goes_only_over_https_or_to_loopback(url, allowed):
     if allowed:
         check_endpoint(url)
     else:
-        with pytest.raises(errors.MechanismUnavailable, match="not an https:// URL"):
+        with pytest.raises(MechanismUnavailable, match="not an https:// URL"):
             check_endpoint(url)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from rpop_oauth2 import BearerMechanism
 
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import hookimpl
 
 
 class OAuthBearer(BearerMechanism):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
+from rpopcore.testing import delivered, open_site, remote
+from rpopcore.testing import poll_one as poll
 
 MECHANISMS = "plain xoauth2 oauthbearer"
 

@@ -10,10 +10,9 @@ import json
 
 import attrs
 
-from rpopcore.pop3.scriptable_server import Message
-from tests.sites import open_site, remote
-from tests.sites import poll_one as poll
-from tests.support.oauth2_provider import OAuth2Provider
+from rpopcore.testing import Message, open_site, remote
+from rpopcore.testing import poll_one as poll
+from rpop_oauth2.testing import OAuth2Provider
 
 ERROR_STATUS = {"status": "invalid_token", "scope": "pop", "openid-configuration": "https://idp.test/.well-known/openid-configuration"}
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import base64
 
-from rpopcore import errors
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import ProtocolError, hookimpl
 
 #: RFC 2449 section 4: a command is at most 255 octets, CRLF included.
 MAX_COMMAND_OCTETS = 255
@@ -56,7 +55,7 @@ class Plain:
 
 
 async def _no_second_challenge(challenge: str) -> str:
-    raise errors.ProtocolError("AUTH PLAIN: the server sent a challenge after the credentials")
+    raise ProtocolError("AUTH PLAIN: the server sent a challenge after the credentials")
 
 
 @hookimpl

@@ -7,9 +7,8 @@ rpop's protocol log (``C: AUTH PLAIN ****``, secrets redacted).
 
 from __future__ import annotations
 
-from tests.sites import delivered, open_site, remote
-from tests.sites import poll_one as poll
-from tests.support.probes import capa, client_lines
+from rpopcore.testing import capa, client_lines, delivered, open_site, remote
+from rpopcore.testing import poll_one as poll
 
 PASSWORD = "alice-secret"
 

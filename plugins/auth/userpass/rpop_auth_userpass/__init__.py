@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import hookimpl
 
 
 class UserPass:

@@ -13,10 +13,10 @@ import socket
 import attrs
 import pytest
 
-from rpopcore.pop3.scriptable_server import Message
-from tests.sites import open_site, remote
-from tests.sites import poll_one as poll
-from tests.support.oauth2_provider import OAuth2Provider
+from rpopcore.api import ConfigError
+from rpopcore.testing import Message, open_site, remote
+from rpopcore.testing import poll_one as poll
+from rpop_oauth2.testing import OAuth2Provider
 
 ERROR_STATUS = {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
 
@@ -205,13 +205,11 @@ async def test_an_unreachable_token_endpoint_is_server_temporary_and_nothing_is_
 
 
 async def test_a_token_endpoint_without_tls_elsewhere_than_loopback_is_refused(pop3_server, oauth2_provider, tmp_path):
-    from rpopcore import errors
-
     provider, handler, server = await start(pop3_server, oauth2_provider)
     declaration = remote(server.host, server.port, account="alice", auth="xoauth2") + provider.record_table(
         "rt-any", token_endpoint="http://oauth2.example.org/token"
     )
-    with pytest.raises(errors.ConfigError, match="key 'oauth2'.*is not an https:// URL"):
+    with pytest.raises(ConfigError, match="key 'oauth2'.*is not an https:// URL"):
         await open_site(tmp_path, declaration)
     assert server.sessions_total == 0
 

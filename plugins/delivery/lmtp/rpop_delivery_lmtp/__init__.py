@@ -36,9 +36,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from rpopcore import errors
-from rpopcore.config.schema import Key, delivery_timeout, port, read_table, string
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import ConfigError, Key, delivery_timeout, hookimpl, port, read_table, string
 
 
 class LmtpAgent:
@@ -54,12 +52,11 @@ class LmtpAgent:
 
     async def deliver(self, message, envelope, recipients):
         # Imported here: every rpop command loads this plugin (see the SMTP one).
-        from rpopcore.smtp import delivery
-        from rpopcore.smtp.client import ConnectOptions, LmtpClient
+        from rpopcore.api import LmtpClient, ConnectOptions, smtp_deliver
 
         client = LmtpClient(ConnectOptions(host=self.host, port=self.port, socket=self.path, timeout=self.timeout,
                                            hello_name=self.lhlo_name))
-        return await delivery.deliver(client, message, envelope, recipients)
+        return await smtp_deliver(client, message, envelope, recipients)
 
     async def close(self) -> None:
         pass  # each deliver() closes its own connection
@@ -79,11 +76,11 @@ def make_agent(options, base_dir: Path) -> LmtpAgent:
     )
     host, path = values["host"].strip(), values["socket"].strip()
     if host and path:
-        raise errors.ConfigError("[delivery] key 'socket': give either host (and port) or socket, not both")
+        raise ConfigError("[delivery] key 'socket': give either host (and port) or socket, not both")
     if "port" in options and not host:
-        raise errors.ConfigError("[delivery] key 'port': a port needs a host; for a Unix socket give socket alone")
+        raise ConfigError("[delivery] key 'port': a port needs a host; for a Unix socket give socket alone")
     if not host and not path:
-        raise errors.ConfigError(
+        raise ConfigError(
             "[delivery] key 'host' is missing; give host (and port) of the LMTP server, or socket for a Unix socket")
     if path:
         return LmtpAgent(path=base_dir / path, timeout=values["timeout"])

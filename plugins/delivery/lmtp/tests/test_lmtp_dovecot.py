@@ -8,11 +8,8 @@ from pathlib import Path
 
 from rpop_delivery_lmtp import LmtpAgent, make_agent
 
-from rpopcore.message import MessageSpool, RetrievedMessage
-from rpopcore.model import Envelope, Outcome, Recipient
-from rpopcore.service import Site
-from tests.sites import make_site, remote
-from tests.support.dovecot import free_port
+from rpopcore.api import Envelope, MessageSpool, Outcome, Recipient, RetrievedMessage
+from rpopcore.testing import free_port, poll_one, remote
 
 #: The site file's folder (only relative paths would be resolved against it).
 SITE = Path("/srv/rpop")
@@ -135,21 +132,14 @@ async def test_a_closed_port_is_temporary_for_everyone():
     assert all("cannot connect" in o.detail for o in outcomes)
 
 
-async def test_a_site_polls_pop3_and_delivers_over_lmtp(dovecot_factory, tmp_path):
+async def test_a_site_polls_pop3_and_delivers_over_lmtp(dovecot_factory, rpop_site):
     # bob's mailbox on the POP3 side is polled for alice; the copy goes back
     # into the same Dovecot over LMTP, and leaves bob's mailbox.
     dovecot = dovecot_factory(users={"alice": "alice-pw", "bob": "bob-pw"}, lmtp=True, tls=False)
     dovecot.put("bob", b"Return-Path: <carol@isp.test>\nSubject: via pop3\n\nbody\n.dot\n")
-    site_file = make_site(tmp_path, remote(dovecot.host, dovecot.pop3_port, account="bob",
-                                           password="bob-pw", leave=False))
-    text = site_file.read_text()
-    assert 'plugin = "maildir"\nroot = "mail"\n' in text
-    site_file.write_text(text.replace(
-        'plugin = "maildir"\nroot = "mail"\n',
-        f'plugin = "lmtp"\nhost = "{dovecot.host}"\nport = {dovecot.lmtp_port}\n'))
-    async with await Site.open(site_file) as site:
-        await site.apply(tmp_path / "decl.toml")
-        [result] = await site.poll_once()
+    site = await rpop_site(remote(dovecot.host, dovecot.pop3_port, account="bob", password="bob-pw", leave=False),
+                           delivery=f'plugin = "lmtp"\nhost = "{dovecot.host}"\nport = {dovecot.lmtp_port}')
+    result = await poll_one(site)
 
     assert (result.retrieved, result.delivered, result.error) == (1, 1, None)
     assert dovecot.count("bob") == 0

@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from rpop_delivery_lmtp import LmtpAgent, make_agent
 
-from rpopcore.errors import ConfigError
-from rpopcore.message import MessageSpool, RetrievedMessage
-from rpopcore.model import Envelope, Outcome, Recipient
-from rpopcore.plugins import plugin_manager
-from tests.support.scripted_smtp import ScriptedLmtp
+from rpopcore.api import ConfigError, Envelope, MessageSpool, Outcome, Recipient, RetrievedMessage
+from rpopcore.testing import ScriptedLmtp, plugin_manager
 
 
 def retrieved(data: bytes) -> RetrievedMessage:

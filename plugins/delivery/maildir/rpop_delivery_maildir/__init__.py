@@ -36,12 +36,17 @@ import threading
 import time
 from pathlib import Path
 
-from rpopcore import errors
-from rpopcore.config.schema import Key, read_table, string
-from rpopcore.hookspecs import hookimpl
-from rpopcore.delivery import StagedCopy
-from rpopcore.message import trace_fields
-from rpopcore.model import Outcome, RecipientOutcome
+from rpopcore.api import (
+    ConfigError,
+    Key,
+    Outcome,
+    RecipientOutcome,
+    StagedCopy,
+    hookimpl,
+    read_table,
+    string,
+    trace_fields,
+)
 
 _counter = itertools.count(1)
 # The Maildir convention's escapes: a file name's host part holds no "/",
@@ -417,7 +422,7 @@ def _fsync_dir(path: Path | str) -> None:
 def make_agent(options, base_dir: Path) -> MaildirAgent:
     values = read_table(dict(options), {"root": Key(string, "mail")}, "[delivery]")
     if not values["root"]:
-        raise errors.ConfigError("[delivery] key 'root': must not be empty; name the Maildir root folder")
+        raise ConfigError("[delivery] key 'root': must not be empty; name the Maildir root folder")
     return MaildirAgent(base_dir / values["root"])
 
 

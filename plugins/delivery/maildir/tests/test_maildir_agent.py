@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import rpop_delivery_maildir as maildir
 
-from rpopcore.message import MessageSpool, RetrievedMessage
-from rpopcore.model import Envelope, Outcome, Recipient
+from rpopcore.api import Envelope, MessageSpool, Outcome, Recipient, RetrievedMessage
+from rpopcore.testing.contract import DeliveryAgentContract
 
 
 def message(text: bytes, uid: str = "u1") -> RetrievedMessage:
@@ -140,3 +141,20 @@ async def test_files_a_killed_delivery_left_in_tmp_are_removed_after_36_hours(tm
     await agent.deliver(message(b"Subject: s\n\nx\n"), ENVELOPE, [ENVELOPE.recipients[0]])
     assert {p.name for p in (folder / "tmp").iterdir()} == {fresh.name}
     await agent.close()
+
+
+class TestMaildirContract(DeliveryAgentContract):
+    """The contract every delivery agent passes."""
+
+    @pytest.fixture
+    def agent(self, tmp_path):
+        return maildir.make_agent({"root": "mail"}, tmp_path)
+
+    @pytest.fixture
+    def received(self, tmp_path):
+        def read(address: str) -> list[bytes]:
+            user, _, domain = address.partition("@")
+            paths = sorted((tmp_path / "mail" / domain / user / "new").glob("*"), key=lambda p: p.stat().st_mtime_ns)
+            return [p.read_bytes() for p in paths]
+
+        return read

@@ -48,11 +48,17 @@ import shutil
 import signal
 from pathlib import Path
 
-from rpopcore import errors
-from rpopcore.config.schema import Key, delivery_timeout, read_table, string_list
-from rpopcore.hookspecs import hookimpl
-from rpopcore.message import trace_fields
-from rpopcore.model import Outcome, RecipientOutcome
+from rpopcore.api import (
+    ConfigError,
+    Key,
+    Outcome,
+    RecipientOutcome,
+    delivery_timeout,
+    hookimpl,
+    read_table,
+    string_list,
+    trace_fields,
+)
 
 EX_TEMPFAIL = 75
 PLACEHOLDERS = ("recipient", "sender", "localpart", "domain")
@@ -212,11 +218,11 @@ def make_agent(options, base_dir: Path) -> PipeAgent:
         path = str(base_dir / program)
         if not os.path.isfile(path) or not os.access(path, os.X_OK):
             problem = "does not exist" if not os.path.exists(path) else "is not an executable file"
-            raise errors.ConfigError(f"[delivery] key 'command': the program {path} {problem}")
+            raise ConfigError(f"[delivery] key 'command': the program {path} {problem}")
     else:
         path = shutil.which(program)
         if path is None:
-            raise errors.ConfigError(
+            raise ConfigError(
                 f"[delivery] key 'command': no program {program!r} on PATH; give its full path")
     return PipeAgent((path, *args), timeout=values["timeout"])
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from rpop_delivery_pipe import PipeAgent, make_agent
 
-from rpopcore.message import MessageSpool, RetrievedMessage
-from rpopcore.model import Envelope, Outcome, Recipient
+from rpopcore.api import Envelope, MessageSpool, Outcome, Recipient, RetrievedMessage
 
 DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
 MAIL = b"Return-Path: <old@isp.test>\nX-Special: alice\nSubject: piped\n\nline one\n.dot line\n"

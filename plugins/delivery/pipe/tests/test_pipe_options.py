@@ -8,9 +8,8 @@ import shutil
 import pytest
 from rpop_delivery_pipe import make_agent
 
-from rpopcore.errors import ConfigError
-from rpopcore.model import Recipient
-from rpopcore.plugins import plugin_manager
+from rpopcore.api import ConfigError, Recipient
+from rpopcore.testing import plugin_manager
 
 
 def test_the_entry_point_registers_pipe(monkeypatch):

@@ -45,10 +45,17 @@ import socket
 import ssl
 from pathlib import Path
 
-from rpopcore import errors
-from rpopcore.config.schema import Key, boolean, delivery_timeout, port, read_table, string
-from rpopcore.hookspecs import hookimpl
-from rpopcore.selfpoll import is_loopback_host
+from rpopcore.api import (
+    ConfigError,
+    Key,
+    boolean,
+    delivery_timeout,
+    hookimpl,
+    is_loopback_host,
+    port,
+    read_table,
+    string,
+)
 
 
 class SmtpAgent:
@@ -67,15 +74,14 @@ class SmtpAgent:
     async def deliver(self, message, envelope, recipients):
         # Imported here: every rpop command loads this plugin, and the SMTP
         # client is needed only by a site that delivers or relays through it.
-        from rpopcore.smtp import delivery
-        from rpopcore.smtp.client import ConnectOptions, SmtpClient
+        from rpopcore.api import SmtpClient, ConnectOptions, smtp_deliver
 
         # pipelining=False: one command at a time towards a relay, as this
         # plugin has always spoken; turning PIPELINING on is a change of its own.
         client = SmtpClient(ConnectOptions(host=self.host, port=self.port, timeout=self.timeout, hello_name=self.helo,
                                            tls_context=self.tls, username=self.username, password=self._password,
                                            pipelining=False))
-        return await delivery.deliver(client, message, envelope, recipients, dsn=True)
+        return await smtp_deliver(client, message, envelope, recipients, dsn=True)
 
     async def close(self) -> None:
         pass  # each deliver() closes its own connection
@@ -100,27 +106,27 @@ def make_agent(options, base_dir: Path) -> SmtpAgent:
     )
     host = values["host"].strip()
     if not host:
-        raise errors.ConfigError("[delivery] key 'host': must not be empty; name the SMTP relay")
+        raise ConfigError("[delivery] key 'host': must not be empty; name the SMTP relay")
     if bool(values["username"]) != bool(values["password"]):
         missing = "password" if values["username"] else "username"
-        raise errors.ConfigError(f"[delivery] key '{missing}' is missing; AUTH needs both username and password")
+        raise ConfigError(f"[delivery] key '{missing}' is missing; AUTH needs both username and password")
     if values["username"] and not values["starttls"] and not is_loopback_host(host):
-        raise errors.ConfigError(
+        raise ConfigError(
             "[delivery] key 'username': set starttls = true, or the password crosses the network in clear text")
     if not values["starttls"]:
         for key in ("ca_file", "tls_verify"):
             if key in options:
-                raise errors.ConfigError(f"[delivery] key '{key}': only means something with starttls = true")
+                raise ConfigError(f"[delivery] key '{key}': only means something with starttls = true")
     helo = values["helo"].strip()
     if any(c.isspace() or not c.isprintable() for c in helo):
-        raise errors.ConfigError(f"[delivery] key 'helo': {helo!r} is not a host name")
+        raise ConfigError(f"[delivery] key 'helo': {helo!r} is not a host name")
     tls = None
     if values["starttls"]:
         ca_file = base_dir / values["ca_file"] if values["ca_file"] else None
         try:
             tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         except (OSError, ssl.SSLError) as exc:
-            raise errors.ConfigError(
+            raise ConfigError(
                 f"[delivery] key 'ca_file': cannot load {ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
         if not values["tls_verify"]:
             tls.check_hostname = False

@@ -8,8 +8,8 @@ import ssl
 import pytest
 from rpop_delivery_smtp import make_agent
 
-from rpopcore.errors import ConfigError
-from rpopcore.plugins import plugin_manager
+from rpopcore.api import ConfigError
+from rpopcore.testing import plugin_manager
 
 
 def test_the_entry_point_registers_smtp(monkeypatch):

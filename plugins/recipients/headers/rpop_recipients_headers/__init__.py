@@ -13,9 +13,7 @@ within one poll (``dedupe``, on by default).
 
 from __future__ import annotations
 
-from rpopcore.addresses import addresses_in
-from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Envelope, Recipient, RecordKind
+from rpopcore.api import Envelope, Recipient, RecordKind, addresses_in, hookimpl
 
 FIELDS = ("To", "Cc", "Bcc")
 

@@ -4,8 +4,7 @@ Accounts for Individual Users")."""
 
 from __future__ import annotations
 
-from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Envelope, Recipient, RecordKind
+from rpopcore.api import Envelope, Recipient, RecordKind, hookimpl
 
 
 @hookimpl

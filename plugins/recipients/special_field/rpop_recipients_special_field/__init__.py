@@ -19,9 +19,7 @@ envelope copying, so its recipients are unknown.
 
 from __future__ import annotations
 
-from rpopcore.addresses import addresses_in
-from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Envelope, Recipient, RecordKind
+from rpopcore.api import Envelope, Recipient, RecordKind, addresses_in, hookimpl
 
 
 @hookimpl

@@ -4,7 +4,7 @@ one.  A bare name (no ``@``) is looked up in the main domain."""
 
 from __future__ import annotations
 
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import hookimpl
 
 
 @hookimpl

@@ -42,11 +42,27 @@ from typing import Iterable, Sequence
 
 import attrs
 
-from rpopcore import codec, errors
-from rpopcore.config.schema import Key, non_empty_string, read_table
-from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WebSession
-from rpopcore.state import REMOVED_MAILBOX_RETENTION
+from rpopcore.api import (
+    REMOVED_MAILBOX_RETENTION,
+    ConfigError,
+    Directory,
+    Key,
+    ModuleSettings,
+    PendingCopy,
+    PollStatus,
+    RemoteRecord,
+    StateFailed,
+    WebSession,
+    directory_from_dict,
+    directory_to_dict,
+    hookimpl,
+    non_empty_string,
+    read_table,
+    record_from_dict,
+    record_to_dict,
+    settings_from_dict,
+    settings_to_dict,
+)
 
 SCHEMA_VERSION = 3
 
@@ -128,7 +144,7 @@ def _failing_as_state_error(method):
         try:
             return await method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise errors.StateFailed(f"{self.path}: cannot use the state database: {exc}") from None
+            raise StateFailed(f"{self.path}: cannot use the state database: {exc}") from None
 
     return call
 
@@ -152,7 +168,7 @@ class SqliteStore:
                 _purge_removed_mailboxes(db, time.time())
             self._leases = _LeaseLocks.open(Path(f"{self.path}-leases"))
         except (sqlite3.Error, OSError) as exc:
-            raise errors.ConfigError(f"{self.path}: cannot open the state database ({exc})") from None
+            raise ConfigError(f"{self.path}: cannot open the state database ({exc})") from None
         self._db = db
 
     async def close(self) -> None:
@@ -175,22 +191,22 @@ class SqliteStore:
     @_failing_as_state_error
     async def load_settings(self) -> ModuleSettings:
         data = self._meta("settings")
-        return codec.settings_from_dict(data) if data else ModuleSettings()
+        return settings_from_dict(data) if data else ModuleSettings()
 
     @_failing_as_state_error
     async def load_directory(self) -> Directory:
         data = self._meta("directory")
-        return codec.directory_from_dict(data) if data else Directory()
+        return directory_from_dict(data) if data else Directory()
 
     @_failing_as_state_error
     async def list_records(self) -> list[RemoteRecord]:
         rows = self._db.execute("SELECT id, data FROM records ORDER BY id").fetchall()
-        return [codec.record_from_dict(json.loads(data), rid) for rid, data in rows]
+        return [record_from_dict(json.loads(data), rid) for rid, data in rows]
 
     @_failing_as_state_error
     async def get_record(self, record_id: int) -> RemoteRecord | None:
         row = self._db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
-        return codec.record_from_dict(json.loads(row[0]), record_id) if row else None
+        return record_from_dict(json.loads(row[0]), record_id) if row else None
 
     @_failing_as_state_error
     async def save_record(self, record: RemoteRecord) -> RemoteRecord:
@@ -200,10 +216,10 @@ class SqliteStore:
             return saved
 
     def _save_record(self, record: RemoteRecord) -> RemoteRecord:
-        data = json.dumps(codec.record_to_dict(record), sort_keys=True)
+        data = json.dumps(record_to_dict(record), sort_keys=True)
         if record.id is None:
             cursor = self._db.execute("INSERT INTO records (mailbox, data) VALUES (?, ?)", (record.mailbox, data))
-            return codec.record_from_dict(json.loads(data), cursor.lastrowid)
+            return record_from_dict(json.loads(data), cursor.lastrowid)
         self._db.execute("UPDATE records SET mailbox = ?, data = ? WHERE id = ?", (record.mailbox, data, record.id))
         return record
 
@@ -229,8 +245,8 @@ class SqliteStore:
         self, settings: ModuleSettings, directory: Directory, records: Sequence[RemoteRecord]
     ) -> list[RemoteRecord]:
         with _transaction(self._db):
-            self._set_meta("settings", codec.settings_to_dict(settings))
-            self._set_meta("directory", codec.directory_to_dict(directory))
+            self._set_meta("settings", settings_to_dict(settings))
+            self._set_meta("directory", directory_to_dict(directory))
             existing: dict[str, int] = {}
             for rid, mailbox in self._db.execute("SELECT id, mailbox FROM records ORDER BY id"):
                 existing.setdefault(mailbox, rid)
@@ -312,7 +328,7 @@ class SqliteStore:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._sync_wal)
         except OSError as exc:
-            raise errors.StateFailed(f"{self.path}-wal: cannot make the state journal durable: {exc.strerror}") from None
+            raise StateFailed(f"{self.path}-wal: cannot make the state journal durable: {exc.strerror}") from None
 
     def _sync_wal(self) -> None:
         fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
@@ -424,7 +440,7 @@ def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
     version = int(row[0]) if row else SCHEMA_VERSION
     if version > SCHEMA_VERSION:
-        raise errors.ConfigError(
+        raise ConfigError(
             f"{path}: the state database has schema version {version}, written by a newer rpop "
             f"(this one knows up to {SCHEMA_VERSION}); upgrade rpop"
         )
@@ -450,7 +466,7 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
 def _copy_schema_1(db: sqlite3.Connection) -> None:
     mailbox_of = {}
     for rid, data in db.execute("SELECT id, data FROM records_v1 ORDER BY id").fetchall():
-        mailbox_of[rid] = codec.record_from_dict(json.loads(data), rid).mailbox
+        mailbox_of[rid] = record_from_dict(json.loads(data), rid).mailbox
         db.execute("INSERT INTO records (id, mailbox, data) VALUES (?, ?, ?)", (rid, mailbox_of[rid], data))
     db.executemany(
         "INSERT OR IGNORE INTO seen_uids VALUES (?, ?)",
@@ -593,7 +609,7 @@ def make_store(options, base_dir: Path) -> SqliteStore:
     except OSError as exc:
         # mkdir says "File exists" of a file where a folder should be.
         reason = f"{exc.filename} is not a folder" if isinstance(exc, FileExistsError) else exc.strerror
-        raise errors.ConfigError(
+        raise ConfigError(
             f"[state] key 'path': cannot create or write {path} ({reason}); "
             "give a path in a folder rpop can create and write"
         ) from None

@@ -10,8 +10,9 @@ import sqlite3
 import pytest
 import rpop_storage_sqlite as sqlite_store
 
-from rpopcore import codec, errors
-from rpopcore.model import RecordKind, RemoteRecord, SecretRef
+from rpopcore.testing.contract import StateStoreContract
+
+from rpopcore.api import ConfigError, RecordKind, RemoteRecord, SecretRef, StateFailed, record_to_dict
 
 # The schema rpop wrote before UIDs belonged to mailboxes.
 SCHEMA_1 = """
@@ -40,7 +41,7 @@ async def test_a_schema_1_database_is_upgraded_keeping_records_statuses_and_uids
     db.executescript(SCHEMA_1)
     for rid, rec in ((1, record("a", "pop.isp.test:1110")), (7, record("b", "POP.other.test"))):
         db.execute("INSERT INTO records VALUES (?, ?, ?)",
-                   (rid, json.dumps(["remote", "alice@example.test", rec.account]), json.dumps(codec.record_to_dict(rec))))
+                   (rid, json.dumps(["remote", "alice@example.test", rec.account]), json.dumps(record_to_dict(rec))))
     db.executemany("INSERT INTO seen_uids VALUES (?, ?)", [(1, "u1"), (1, "u2"), (7, "v1")])
     db.execute("INSERT INTO recipients_done VALUES (7, 'v2', 'bob@example.test')")
     db.execute("INSERT INTO leases VALUES (1, 'a-dead-process', 9e99)")
@@ -67,7 +68,7 @@ async def test_a_database_from_a_newer_rpop_is_refused_with_one_line(tmp_path):
     db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                      "INSERT INTO meta VALUES ('schema_version', '99');")
     db.close()
-    with pytest.raises(errors.ConfigError, match=r"rpop.sqlite: .*schema version 99.*upgrade rpop"):
+    with pytest.raises(ConfigError, match=r"rpop.sqlite: .*schema version 99.*upgrade rpop"):
         await sqlite_store.SqliteStore(path).open()
 
 
@@ -75,7 +76,7 @@ async def test_a_full_disk_is_a_state_failure_naming_the_file(tmp_path):
     store = sqlite_store.SqliteStore(tmp_path / "rpop.sqlite")
     await store.open()
     store._db.execute("PRAGMA max_page_count = 1")  # as good as a full disk for SQLite: SQLITE_FULL
-    with pytest.raises(errors.StateFailed, match=r"rpop.sqlite: cannot use the state database: database or disk is full"):
+    with pytest.raises(StateFailed, match=r"rpop.sqlite: cannot use the state database: database or disk is full"):
         await store.remember_uids("a@pop.isp.test", [f"u{i}" for i in range(1000)])
     await store.close()
 
@@ -106,6 +107,12 @@ async def test_a_schema_2_database_gains_retrieved_counts_and_web_tables_keeping
 
 
 def _empty():
-    from rpopcore.model import Directory, ModuleSettings
+    from rpopcore.api import Directory, ModuleSettings
 
     return ModuleSettings(), Directory()
+class TestSqliteContract(StateStoreContract):
+    """The contract every state store passes."""
+
+    @pytest.fixture
+    def store_name(self):
+        return "sqlite"

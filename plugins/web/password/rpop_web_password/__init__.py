@@ -14,7 +14,7 @@ import asyncio
 
 import argon2
 
-from rpopcore.hookspecs import hookimpl
+from rpopcore.api import hookimpl
 
 # argon2-cffi's defaults (RFC 9106's second recommended profile, 64 MiB,
 # 3 passes): about 50 ms a check, run in a worker thread so that a sign-in

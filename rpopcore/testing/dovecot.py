@@ -598,7 +598,7 @@ class Dovecot:
         v = _conf_value
         protocols = "pop3 lmtp" if self.lmtp else "pop3"
         lines = [
-            "# Written by tests/support/dovecot.py; standalone (no conf.d).",
+            "# Written by rpopcore/testing/dovecot.py; standalone (no conf.d).",
             f"instance_name = rpop-test-{root.name}",
             f"base_dir = {v(str(root / 'run'))}",
             f"state_dir = {v(str(root / 'state'))}",

@@ -940,7 +940,7 @@ def load_messages(paths: Iterable[str | os.PathLike]) -> list[Message]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m rpopcore.pop3.scriptable_server [options] DIR_OR_FILES...``"""
+    """``python -m rpopcore.testing.scriptable_server [options] DIR_OR_FILES...``"""
     parser = argparse.ArgumentParser(description="Serve .eml files over POP3 (for tests and demos).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1110)
