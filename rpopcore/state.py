@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence
 
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WorkerInfo
 
 #: How long a removed record's mailbox keeps its UIDs (and journal), in
 #: seconds: adding the same mailbox back within it retrieves nothing twice.
@@ -114,6 +114,22 @@ class StateStore(Protocol):
 
     async def release_lease(self, record_id: int, holder: str) -> None:
         """Give the lease back (only if ``holder`` still has it)."""
+
+    async def lease_holders(self) -> dict[int, str]:
+        """Record id -> the process polling it now (``host:pid``), for every
+        leased record, whichever process or machine holds it."""
+
+    # --- workers ------------------------------------------------------------
+
+    async def announce_worker(self, role: str, processors: int) -> None:
+        """Say that this process polls through the store (``role``: ``run``
+        or ``poll``) with up to ``processors`` polls at once, until it
+        closes the store or dies."""
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live processes that announced themselves, oldest first; a
+        process that died is not listed (an embedded store, private to one
+        machine, may list only this one)."""
 
     async def save_status(self, status: PollStatus) -> None:
         """Store the outcome of the latest poll of a record."""

@@ -13,6 +13,9 @@
   ``(cert_path, key_path)`` pair (e.g. from ``make_self_signed``).
 - ``dovecot`` (function): a started instance with :data:`DEFAULT_USERS`
   (alice, bob) and TLS.
+- ``postgresql_server`` (session): a real PostgreSQL on 127.0.0.1
+  (:mod:`tests.support.postgresql`); ``postgresql_dsn`` (function): the DSN
+  of a new empty database on it.
 
 Without Dovecot installed these fixtures fail (never skip) and say how to
 install it.
@@ -41,6 +44,8 @@ __all__ = [
     "server_cert",
     "dovecot_factory",
     "dovecot",
+    "postgresql_server",
+    "postgresql_dsn",
 ]
 
 DEFAULT_USERS: Mapping[str, str] = {
@@ -122,3 +127,27 @@ def dovecot_factory(server_cert) -> Callable[..., Dovecot]:
 @pytest.fixture
 def dovecot(dovecot_factory) -> Dovecot:
     return dovecot_factory(users=DEFAULT_USERS, tls=True)
+
+
+# --- PostgreSQL ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgresql_server():
+    """A started :class:`~tests.support.postgresql.PostgreSQL` for the whole
+    run (fails, never skips, without the binaries)."""
+    from tests.support.postgresql import PostgreSQL, PostgreSQLNotInstalled
+
+    try:
+        server = PostgreSQL()
+    except PostgreSQLNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgresql_dsn(postgresql_server) -> str:
+    """The DSN of a new, empty database on the session's PostgreSQL."""
+    return postgresql_server.create_database()

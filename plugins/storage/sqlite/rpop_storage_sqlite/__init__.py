@@ -42,7 +42,7 @@ from typing import Iterable, Sequence
 
 import attrs
 
-from rpopcore import codec, errors
+from rpopcore import codec, errors, journal
 from rpopcore.config.schema import Key, non_empty_string, read_table
 from rpopcore.hookspecs import hookimpl
 from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
@@ -313,20 +313,14 @@ class SqliteStore:
 
     @_failing_as_state_error
     async def settle_copies(self, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]) -> None:
-        by_message: dict[tuple[str, str], list[PendingCopy]] = {}
-        for copy in visible:
-            by_message.setdefault((copy.mailbox, copy.uid), []).append(copy)
-        unsettled = {(copy.mailbox, copy.uid) for copy in abandoned}
+        complete, partial = journal.settlement(visible, abandoned)
         with _transaction(self._db):
-            for message, copies in by_message.items():
-                if message not in unsettled and all(copy.completes for copy in copies):
-                    self._db.execute("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", message)
-                    self._forget_progress([message])
-                else:
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
-                        [(*message, copy.recipient) for copy in copies],
-                    )
+            self._db.executemany("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", complete)
+            self._forget_progress(complete)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
+                [(*message, recipient) for message, recipients in partial.items() for recipient in recipients],
+            )
             self._db.executemany(
                 "DELETE FROM journal WHERE mailbox = ? AND uid = ? AND recipient = ?",
                 [(copy.mailbox, copy.uid, copy.recipient) for copy in [*visible, *abandoned]],
