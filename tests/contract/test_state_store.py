@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -185,6 +187,7 @@ async def hold():
         factories.update(contributed)
     store = factories[{name!r}]({options!r}, Path({folder!r}))
     await store.open()
+    await store.announce_worker("run", 3)
     assert await store.acquire_lease({record_id}, "killed-worker", 600)
     print("held", flush=True)
     await asyncio.sleep(3600)
@@ -203,6 +206,9 @@ async def test_a_lease_whose_holder_was_killed_is_free_at_once(store, store_name
     try:
         assert holder.stdout.readline().strip() == "held"
         assert not await store.acquire_lease(r.id, "this-worker", 600), "another process holds it"
+        (worker,) = await store.list_workers()
+        assert (worker.pid, worker.role, worker.processors, worker.polling) == (holder.pid, "run", 3, 1)
+        assert await store.lease_holders() == {r.id: worker.name}
     finally:
         holder.kill()
         holder.wait()
@@ -213,3 +219,5 @@ async def test_a_lease_whose_holder_was_killed_is_free_at_once(store, store_name
     while not await store.acquire_lease(r.id, "this-worker", 600):
         assert time.monotonic() < deadline, "the killed process's lease ended with it"
         await asyncio.sleep(0.02)
+    assert await store.list_workers() == [], "a dead worker is not listed"
+    assert await store.lease_holders() == {r.id: f"{socket.gethostname()}:{os.getpid()}"}

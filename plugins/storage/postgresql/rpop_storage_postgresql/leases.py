@@ -72,6 +72,7 @@ class LeaseSession:
             except asyncio.CancelledError:
                 pass
         async with self._turn:
+            self.holders.clear()  # given back: closing ends the session and its locks
             await self._drop()
 
     async def _connection(self) -> psycopg.AsyncConnection:
@@ -80,7 +81,8 @@ class LeaseSession:
         if self._conn is None:
             try:
                 self._conn = await psycopg.AsyncConnection.connect(
-                    self.dsn, autocommit=True, **keepalive_options(self.lease_timeout))
+                    self.dsn, autocommit=True, application_name=process_name(),
+                    **keepalive_options(self.lease_timeout))
             except psycopg.Error as exc:
                 raise errors.StateFailed(f"{self.where}: cannot reach the state database: {_reason(exc)}") from None
             if self._worker is not None:
@@ -169,6 +171,12 @@ class LeaseSession:
                     await self._query("SELECT 1")
                 except errors.StateFailed as exc:
                     log.warning("[state] %s", exc)
+
+
+def process_name() -> str:
+    """``host:pid``: how other workers name this process (the lease
+    connection's ``application_name``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"[-63:]
 
 
 def _as_oid(key: int) -> int:

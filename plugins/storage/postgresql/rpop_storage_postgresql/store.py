@@ -307,12 +307,11 @@ class PostgresStore:
     @_failing_as_state_error
     async def lease_holders(self) -> dict[int, str]:
         rows = await self._rows(
-            f"SELECT leases.objid, w.host, w.pid, leases.pid FROM ({_LOCKS_HERE}) leases "
-            "LEFT JOIN workers w ON w.backend_pid = leases.pid",
+            f"SELECT leases.objid, a.application_name, leases.pid FROM ({_LOCKS_HERE}) leases "
+            "LEFT JOIN pg_stat_activity a ON a.pid = leases.pid",
             (_as_oid(RECORD_LEASE),),
         )
-        return {int(rid): f"{host}:{pid}" if host else f"database session {backend}"
-                for rid, host, pid, backend in rows}
+        return {int(rid): name or f"database session {backend}" for rid, name, backend in rows}
 
     async def announce_worker(self, role: str, processors: int) -> None:
         await self._leases.announce(role, processors)
@@ -325,7 +324,7 @@ class PostgresStore:
             f"FROM workers w JOIN ({_LOCKS_HERE}) alive ON alive.objid = w.id ORDER BY w.started, w.id",
             (_as_oid(RECORD_LEASE), _as_oid(LIVE_WORKER)),
         )
-        return [WorkerInfo(name=f"{host}:{pid}", host=host, pid=pid, role=role, started=started,
+        return [WorkerInfo(name=f"{host}:{pid}"[-63:], host=host, pid=pid, role=role, started=started,
                            processors=processors, polling=polling)
                 for _, host, pid, role, started, processors, polling in rows]
 

@@ -94,25 +94,6 @@ def test_the_dsn_may_come_from_the_environment(monkeypatch):
     assert store.where == "postgresql://db.example.test:6432/mail"
 
 
-async def test_every_worker_sees_who_holds_a_lease_and_who_is_alive(postgresql_dsn):
-    first, second = await opened(postgresql_dsn), await opened(postgresql_dsn)
-    try:
-        (r,) = await first.replace_configuration(ModuleSettings(), Directory(), [record()])
-        await first.announce_worker("run", 4)
-        await second.announce_worker("poll", 1)
-        assert await first.acquire_lease(r.id, "first:1", 60)
-        holders = await second.lease_holders()
-        workers = await second.list_workers()
-        assert [(w.role, w.processors, w.polling) for w in workers] == [("run", 4, 1), ("poll", 1, 0)]
-        assert holders == {r.id: workers[0].name}
-        await first.release_lease(r.id, "first:1")
-        assert await second.lease_holders() == {}
-    finally:
-        await first.close()
-    assert [w.role for w in await second.list_workers()] == ["poll"], "a closed worker is not listed"
-    await second.close()
-
-
 async def test_a_lost_connection_loses_the_leases_and_the_renewal_says_so(postgresql_dsn):
     store = await opened(postgresql_dsn)
     other = await opened(postgresql_dsn)

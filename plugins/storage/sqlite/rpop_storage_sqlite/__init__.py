@@ -17,7 +17,8 @@ created readable by their owner only (mode 0600).
 Leases are byte-range locks (``lockf``) on a file beside the database,
 ``<path>-leases``, one byte per record id: the kernel releases them the
 instant their process dies, so a poll killed with SIGKILL never blocks the
-next one.
+next one.  A process that announces itself as a worker holds the byte at
+:data:`WORKER_LOCKS` + its pid, so ``rpop workers`` lists only the living.
 
 Site file::
 
@@ -34,7 +35,9 @@ import fcntl
 import functools
 import json
 import os
+import socket
 import sqlite3
+import struct
 import threading
 import time
 from pathlib import Path
@@ -45,10 +48,10 @@ import attrs
 from rpopcore import codec, errors, journal
 from rpopcore.config.schema import Key, non_empty_string, read_table
 from rpopcore.hookspecs import hookimpl
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WorkerInfo
 from rpopcore.state import REMOVED_MAILBOX_RETENTION
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,11 +91,22 @@ CREATE TABLE IF NOT EXISTS status (
     error TEXT,
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS workers (
+    pid INTEGER PRIMARY KEY,
+    role TEXT NOT NULL,
+    processors INTEGER NOT NULL,
+    started TEXT NOT NULL
+);
 """
+
+#: struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (and padding).
+_FLOCK = "hhqqi4x"
+#: Where the worker locks start in the lease file (past any record id).
+WORKER_LOCKS = 1 << 40
 
 #: Schema 1 kept UIDs per record id and leases in a table; schema 2 keeps
 #: them per mailbox identity (computed from each record's data) and leases
-#: as locks.
+#: as locks.  Schema 3 adds the workers table (created by SCHEMA).
 MIGRATE_1_TO_2 = """
 ALTER TABLE records RENAME TO records_v1;
 ALTER TABLE seen_uids RENAME TO seen_uids_v1;
@@ -335,6 +349,46 @@ class SqliteStore:
         if self._leases is not None:
             self._leases.release(record_id, holder)
 
+    @_failing_as_state_error
+    async def lease_holders(self) -> dict[int, str]:
+        host = socket.gethostname()
+        holders = {}
+        for (rid,) in self._db.execute("SELECT id FROM records ORDER BY id").fetchall():
+            pid = self._leases.holder_pid(rid)
+            if pid is not None:
+                holders[rid] = f"{host}:{pid}"
+        return holders
+
+    # --- workers ------------------------------------------------------------
+
+    @_failing_as_state_error
+    async def announce_worker(self, role: str, processors: int) -> None:
+        self._leases.hold_worker_lock()
+        with _transaction(self._db):
+            self._forget_dead_workers()
+            self._db.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?)",
+                             (os.getpid(), role, processors, dt.datetime.now(dt.timezone.utc).isoformat()))
+
+    def _forget_dead_workers(self) -> None:
+        for (pid,) in self._db.execute("SELECT pid FROM workers").fetchall():
+            if self._leases.holder_pid(WORKER_LOCKS + pid) is None:
+                self._db.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+
+    @_failing_as_state_error
+    async def list_workers(self) -> list[WorkerInfo]:
+        host = socket.gethostname()
+        polling: dict[int, int] = {}
+        for holder in (await self.lease_holders()).values():
+            pid = int(holder.rpartition(":")[2])
+            polling[pid] = polling.get(pid, 0) + 1
+        return [
+            WorkerInfo(name=f"{host}:{pid}", host=host, pid=pid, role=role, started=dt.datetime.fromisoformat(started),
+                       processors=processors, polling=polling.get(pid, 0))
+            for pid, role, processors, started in self._db.execute(
+                "SELECT pid, role, processors, started FROM workers ORDER BY started, pid").fetchall()
+            if self._leases.holder_pid(WORKER_LOCKS + pid) is not None
+        ]
+
     # --- status -------------------------------------------------------------
 
     @_failing_as_state_error
@@ -434,6 +488,7 @@ class _LeaseLocks:
         self.fd = fd
         self.users = 0
         self.holders: dict[int, str] = {}
+        self.worker_locked = False
 
     @classmethod
     def open(cls, path: Path) -> "_LeaseLocks":
@@ -470,6 +525,22 @@ class _LeaseLocks:
                 return
             del self.holders[record_id]
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, record_id)
+
+    def hold_worker_lock(self) -> None:
+        """This process's worker lock (see :data:`WORKER_LOCKS`)."""
+        fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, WORKER_LOCKS + os.getpid())
+        self.worker_locked = True
+
+    def holder_pid(self, offset: int) -> int | None:
+        """The pid of the process holding the lock at ``offset``, or None."""
+        with self._guard:
+            # F_GETLK reports other processes' locks only; this one's are known here.
+            if offset in self.holders or (offset == WORKER_LOCKS + os.getpid() and self.worker_locked):
+                return os.getpid()
+            query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+            l_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(self.fd, fcntl.F_GETLK, query))
+            return None if l_type == fcntl.F_UNLCK else pid
+
 
 
 class _transaction:
