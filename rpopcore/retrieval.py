@@ -35,7 +35,6 @@ import logging
 import os
 import socket
 import ssl
-import time
 import uuid
 from typing import Callable, Sequence
 
@@ -77,9 +76,11 @@ DELIVERIES_IN_FLIGHT = 32
 #: always before a DELE); until then the journal names them.
 UID_BATCH = 64
 #: One record is polled by one process at a time: a lease in the state
-#: store, renewed while the poll goes on.  A store that ties leases to its
-#: holder's process (SQLite) ends them the instant the process dies; a
-#: networked one lets them expire after this long without renewal.
+#: store, renewed after every message.  A store that ties leases to its
+#: holder's process (SQLite) or database session (PostgreSQL) ends them
+#: when the holder dies; one that counts time would let them expire after
+#: this long without renewal.  A renewal refused (the lease was lost) stops
+#: the poll before its next message.
 LEASE_SECONDS = 600
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 _poll_numbers = itertools.count(1)
@@ -226,7 +227,7 @@ class _Session:
         self.delivered = 0
         self.delivery_error: errors.PollError | None = None
         self.refusals = _Refusals()
-        self.lease_renewed = time.monotonic()
+        self.lease_lost = False
         self.mailbox = record.mailbox
         # Journaled messages delivered whole, waiting to be remembered in a batch.
         self.delivered_uids: list[str] = []
@@ -284,6 +285,11 @@ class _Session:
             await client.close()
         if self.delivery_error is not None:
             raise self.delivery_error
+        if self.lease_lost:
+            raise errors.StateFailed(
+                "the lease on this record was lost (the state store's connection dropped); the poll stopped, "
+                "and what was not delivered stays on the server for the next one"
+            )
         if self.refusals.confirmed:
             number, text = self.refusals.confirmed[0]
             raise errors.ServerRefused(
@@ -369,7 +375,6 @@ class _Session:
             if len(self.delivered_uids) >= UID_BATCH:
                 await self._remember_uids()
 
-        stop = ctx.stop
         refusals = self.refusals
         try:
             while True:
@@ -381,7 +386,7 @@ class _Session:
                 # once half the window has been answered; not while a
                 # refusal is unconfirmed.
                 refill = refusals.probe is None and client.in_flight <= window // 2
-                while refill and client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
+                while refill and client.in_flight < window and (deletes or (fetch and not self._stopping())):
                     if deletes:
                         n = deletes.popleft()
                         client.send(f"DELE {n}")
@@ -405,7 +410,7 @@ class _Session:
                     if not status.ok:
                         self.log.log(logs.PROBLEM, "DELE %d refused (-ERR %s); it stays on the server", n, status.text)
                     continue
-                if stop is not None and stop.is_set():
+                if self._stopping():
                     # Stopping: answers already requested are read (the
                     # session must reach QUIT) but not delivered; they stay
                     # on the server for the next poll.
@@ -455,12 +460,27 @@ class _Session:
         """Deliver, then remember the UID; (number, whether it may be deleted)."""
         try:
             complete = await self._deliver(message)
-            if time.monotonic() - self.lease_renewed > LEASE_SECONDS / 4:
-                self.lease_renewed = time.monotonic()
-                await self.ctx.store.acquire_lease(self.record.id, self.holder, LEASE_SECONDS)
+            await self._renew_lease()
             return message.number, complete
         finally:
             message.close()
+
+    async def _renew_lease(self) -> None:
+        """Renew the lease; once it is lost (the store's connection dropped
+        and another worker may take the record), retrieve nothing more."""
+        if self.lease_lost:
+            return
+        try:
+            held = await self.ctx.store.acquire_lease(self.record.id, self.holder, LEASE_SECONDS)
+        except errors.StateFailed:
+            held = False
+        if not held:
+            self.lease_lost = True
+            self.log.log(logs.PROBLEM, "the lease on this record was lost; stopping after the messages in hand")
+
+    def _stopping(self) -> bool:
+        """Stop retrieving: the daemon stops, or the lease was lost."""
+        return self.lease_lost or (self.ctx.stop is not None and self.ctx.stop.is_set())
 
     async def _deliver(self, message: RetrievedMessage) -> bool:
         """Deliver to every recipient not reached before and record what is
