@@ -122,18 +122,39 @@ class PollContext:
             return routed
 
 
-async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
+#: ``poll_record(..., planned_on=...)`` when the plan saw no status.
+NEVER_POLLED = object()
+
+
+async def poll_record(ctx: PollContext, record: RemoteRecord, planned_on: object = None) -> PollResult:
     """Poll one record once and store its status; never raises for a failed
-    poll: the result carries the error code."""
+    poll: the result carries the error code.
+
+    ``planned_on``: the status (or :data:`NEVER_POLLED`) a scheduler found
+    the record due by.  When, by the time the lease is taken, another worker
+    has polled the record since, it is not polled again (``record-busy``):
+    several workers planning from one database poll each due record once.
+    """
     rlog = logs.for_record(log, record.id)
     # Each poll holds its own lease, so that two polls of one record in one
     # process (the daemon and a "poll now") exclude each other too.
     holder = f"{HOLDER}:{next(_poll_numbers)}"
+    # A worker's scheduler meets records others are polling all the time:
+    # not a problem worth a line at the default level.
+    busy_level = logs.PROBLEM if planned_on is None else logs.LINK
     if not await ctx.store.acquire_lease(record.id, holder, LEASE_SECONDS):
-        rlog.log(logs.PROBLEM, "not polled: another process or worker is polling this record now")
+        rlog.log(busy_level, "not polled: another process or worker is polling this record now")
         return PollResult(record_id=record.id, error=errors.RecordBusy.code,
                           detail="another process or worker is polling this record now")
     try:
+        if planned_on is not None:
+            current = await ctx.store.load_status(record.id)
+            seen = NEVER_POLLED if current is None else current.last_attempt
+            expected = planned_on if planned_on is NEVER_POLLED else planned_on.last_attempt
+            if seen != expected:
+                rlog.log(busy_level, "not polled: another worker polled this record a moment ago")
+                return PollResult(record_id=record.id, error=errors.RecordBusy.code,
+                                  detail="another worker polled this record a moment ago")
         return await _poll_leased(ctx, record, rlog, holder)
     finally:
         await ctx.store.release_lease(record.id, holder)

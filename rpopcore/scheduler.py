@@ -1,6 +1,13 @@
 """The daemon: polls each record when it is due (:mod:`rpopcore.schedule`),
 never more than ``processors`` at once, until told to stop.
 
+Several daemons (workers, on one machine or many) may share one state
+store: each plans from the same records and statuses, skips records another
+holds the lease of, and polls a due record only if, once it holds the
+lease, nobody polled it since the plan was made.  So each due record is
+polled once, by whichever worker is free first; a failed host's status is
+seen by all (``delay_failed_hosts`` is shared).
+
 Changes made while it runs (``rpop apply``, or later the web pages) are
 picked up by reading the state store again on every tick, at most
 :data:`TICK` seconds apart; SIGHUP makes it look at once.  That includes
@@ -20,7 +27,7 @@ from typing import Callable
 from rpopcore import logs, schedule
 from rpopcore.errors import HostDelayed, RecordBusy
 from rpopcore.model import PollStatus
-from rpopcore.retrieval import poll_record
+from rpopcore.retrieval import NEVER_POLLED, poll_record
 
 log = logging.getLogger("rpop.scheduler")
 
@@ -55,6 +62,8 @@ class Daemon:
         agent = self.site.delivery_agent()
         self.relay = self.site.relay_agent()
         log.log(logs.MAJOR, "[daemon] started")
+        settings = await self.site.store.load_settings()
+        await self.site.store.announce_worker("run", settings.processors)
         try:
             while not stop.is_set():
                 delay = await self._start_due(agent, stop)
@@ -88,12 +97,15 @@ class Daemon:
         self._follow_log_level(ctx.settings.log_level)
         records = [r for r in await store.list_records() if r.poll_every is not None]
         statuses = await store.load_statuses()
+        # Records another worker (or 'rpop poll') is polling now are skipped
+        # without asking for their lease.
+        leased = await store.lease_holders()
         delays = schedule.host_delays(records, statuses, ctx.settings)
         now = self.clock()
         sleep = self.tick
         plan = []
         for record in records:
-            if record.id in self.running:
+            if record.id in self.running or record.id in leased:
                 continue
             if self.busy_until.get(record.id, now) > now:
                 sleep = min(sleep, (self.busy_until[record.id] - now).total_seconds())
@@ -112,7 +124,8 @@ class Daemon:
                 break
             if len(self.running) >= ctx.settings.processors:
                 break
-            self.running[record.id] = asyncio.create_task(poll_record(ctx, record), name=f"poll-{record.id}")
+            planned_on = statuses.get(record.id) or NEVER_POLLED
+            self.running[record.id] = asyncio.create_task(poll_record(ctx, record, planned_on), name=f"poll-{record.id}")
         return max(sleep, 0.05)
 
     def _follow_log_level(self, level: str) -> None:

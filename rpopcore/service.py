@@ -216,6 +216,7 @@ class Site:
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
             refuse_outside_schedule(ctx.settings)
+            await self.store.announce_worker("poll", ctx.settings.processors)
             gate = asyncio.Semaphore(ctx.settings.processors)
 
             async def one(record: RemoteRecord) -> PollResult:
