@@ -33,8 +33,10 @@ log = logging.getLogger("rpop.scheduler")
 
 #: Longest sleep between looks at the state store, in seconds.
 TICK = 5.0
-#: How long to wait before trying again a record another process is polling.
-BUSY_RETRY = 30.0
+#: How long to wait before trying again a record whose lease another
+#: process took between this daemon's plan and its attempt.  Short: a
+#: holder killed then must not delay the record much beyond its lease.
+BUSY_RETRY = TICK
 #: How long a stop waits for polls in progress before cutting them off.
 STOP_GRACE = 60.0
 
