@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import select
@@ -51,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("status", help="one row per record: last poll, error")
     p.add_argument("--json", action="store_true")
-    sub.add_parser("run", help="the daemon: poll every record on its schedule until SIGTERM")
+    sub.add_parser("run", help="the daemon (a worker): poll every record on its schedule until SIGTERM")
+    p = sub.add_parser("workers", help="the live processes polling through this site's state store")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("migrate", help="bring the state store's schema up to date (also done whenever rpop starts)")
+    p = sub.add_parser("migrate-state", help="copy this site's state (records, secrets, UIDs, ...) into another "
+                       "site's empty state store")
+    p.add_argument("--to", required=True, type=Path, metavar="OTHER_SITE.toml")
     p = sub.add_parser("plugins", help="list loaded plugins")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("settings", help="the module settings in force, with their defaults")
@@ -221,6 +228,15 @@ async def _dispatch(args) -> int:
             from rpopcore.scheduler import run_daemon
 
             return await run_daemon(site, settings.log_level)
+        if args.command == "workers":
+            _print_workers(await site.store.list_workers(), args.json)
+            return EXIT_OK
+        if args.command == "migrate":
+            print(f"{site.config.path}: the state store's schema is at version {await site.store.schema_version()}, "
+                  "the newest this rpop knows")
+            return EXIT_OK
+        if args.command == "migrate-state":
+            return await _migrate_state(site, args.to)
     finally:
         await site.close()
     return EXIT_BAD_INPUT
@@ -283,8 +299,8 @@ def _print_apply(path: Path, report: ApplyReport) -> None:
         print(f"applied {path}: {records}")
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _print_poll(results, as_json: bool) -> None:
@@ -314,8 +330,42 @@ def _print_status(rows, as_json: bool) -> None:
         following = row["next_due"] or "-"
         if row["delayed"]:
             following = f"{row['delayed']['reason']} until {row['delayed']['until']}"
+        if row.get("polled_by"):
+            following = f"polling now ({row['polled_by']})"
         print(f"{row['id']:>4}  {row['kind']:<8} {row['owner'] or '-':<24} {where:<36} {cert:<9} {every:<9} {last:<22} "
               f"{following}")
+
+
+def _print_workers(workers, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"name": w.name, "host": w.host, "pid": w.pid, "role": w.role,
+                           "started": w.started.isoformat(), "processors": w.processors, "polling": w.polling}
+                          for w in workers], indent=2))
+        return
+    if not workers:
+        print("no rpop process is polling through this state store")
+        return
+    print(f"{'WORKER':<32} {'ROLE':<5} {'STARTED':<22} POLLING")
+    for w in workers:
+        started = w.started.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        print(f"{w.name:<32} {w.role:<5} {started:<22} {w.polling} of {w.processors}")
+
+
+async def _migrate_state(site, other: Path) -> int:
+    from rpopcore.migration import migrate_state
+    from rpopcore.service import Site
+
+    target = await Site.open(other)
+    try:
+        if site.config.path.resolve() == target.config.path.resolve():
+            raise errors.ConfigError(f"{other}: is this site's own file; give the site to move the state to")
+        report = await migrate_state(site, target)
+    finally:
+        await target.close()
+    print(f"copied {_count(report.records, 'record')} ({_count(report.secrets, 'secret')} sealed again under "
+          f"{target.keyring.key_file}), {_count(report.uids, 'remembered UID')} of "
+          f"{_count(report.mailboxes, 'mailbox', 'mailboxes')}, settings, domains and statuses into {other}'s state store")
+    return EXIT_OK
 
 
 def _print_settings(settings, as_json: bool) -> None:

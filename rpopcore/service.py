@@ -129,25 +129,11 @@ class Site:
 
         async def reseal(fresh: Keyring) -> int:
             count = 0
-
-            def again(ref: SecretRef) -> SecretRef:
-                nonlocal count
-                if ref.source != "stored":
-                    return ref
-                count += 1
-                return fresh.seal(self.keyring.reveal(ref))
-
             records = []
             for record in await self.store.list_records():
-                options = dict(record.options)
-                if "oauth2" in options:
-                    oauth2 = dict(options["oauth2"])
-                    for name in OAUTH2_SECRETS:
-                        if isinstance(oauth2.get(name), dict):
-                            sealed = again(SecretRef(**oauth2[name]))
-                            oauth2[name] = {"source": sealed.source, "value": sealed.value}
-                    options["oauth2"] = oauth2
-                records.append(attrs.evolve(record, secret=again(record.secret), options=options))
+                record, sealed = resealed(record, self.keyring, fresh)
+                records.append(record)
+                count += sealed
             await self.store.replace_configuration(
                 await self.store.load_settings(), await self.store.load_directory(), records
             )
@@ -237,18 +223,20 @@ class Site:
 
     async def status(self, now: dt.datetime | None = None) -> list[dict]:
         """One row per record: what ``rpop status`` shows, with when it is due
-        next (as the daemon would see it if it started now) and, when it is
-        delayed, why and until when."""
+        next (as the daemon would see it if it started now), when it is
+        delayed, why and until when, and which process (``host:pid``) is
+        polling it now, if any (``polled_by``)."""
         now = now or dt.datetime.now(dt.timezone.utc)
         settings = await self.store.load_settings()
         records = await self.store.list_records()
         statuses = await self.store.load_statuses()
+        holders = await self.store.lease_holders()
         delays = schedule.host_delays(records, statuses, settings)
         rows = []
         for record in records:
             status = statuses.get(record.id)
             when = schedule.due(record, status, settings, now, delays, spread=0)
-            rows.append(status_row(record, status, when, now))
+            rows.append({**status_row(record, status, when, now), "polled_by": holders.get(record.id)})
         return rows
 
 
@@ -376,6 +364,29 @@ def refuse_outside_schedule(settings, now: dt.datetime | None = None) -> None:
             f"outside the activity schedule ([rpop] activity_schedule); nothing polled. "
             f"The next window opens at {_iso(opens)}"
         )
+
+
+def resealed(record: RemoteRecord, old: Keyring, new: Keyring) -> tuple[RemoteRecord, int]:
+    """The record with every stored secret (its password, its OAuth 2
+    tokens) sealed under ``new`` instead of ``old``; and how many there were."""
+    count = 0
+
+    def again(ref: SecretRef) -> SecretRef:
+        nonlocal count
+        if ref.source != "stored":
+            return ref
+        count += 1
+        return new.seal(old.reveal(ref))
+
+    options = dict(record.options)
+    if "oauth2" in options:
+        oauth2 = dict(options["oauth2"])
+        for name in OAUTH2_SECRETS:
+            if isinstance(oauth2.get(name), dict):
+                sealed = again(SecretRef(**oauth2[name]))
+                oauth2[name] = {"source": sealed.source, "value": sealed.value}
+        options["oauth2"] = oauth2
+    return attrs.evolve(record, secret=again(record.secret), options=options), count
 
 
 def status_row(

@@ -30,6 +30,9 @@ class StateStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
+    async def schema_version(self) -> int:
+        """The version of the stored schema (``open`` brought it up to date)."""
+
     # --- configuration ----------------------------------------------------
 
     async def load_settings(self) -> ModuleSettings:
@@ -66,6 +69,11 @@ class StateStore(Protocol):
     # Keyed by the remote mailbox's identity (:attr:`RemoteRecord.mailbox`),
     # not by record: a record changed to another port or TLS mode, or removed
     # and added back within :data:`REMOVED_MAILBOX_RETENTION`, keeps them.
+
+    async def mailboxes_with_state(self) -> list[str]:
+        """Every mailbox with remembered UIDs, per-recipient progress or
+        journal entries (removed ones within their retention too), sorted:
+        what moving a site to another store must carry."""
 
     async def seen_uids(self, mailbox: str) -> set[str]:
         """UIDs of messages already delivered from this mailbox."""

@@ -123,6 +123,14 @@ async def test_uids_are_remembered_and_forgotten_when_gone_from_the_server(store
     assert await store.seen_uids("other@pop.isp.test") == set()
 
 
+async def test_every_mailbox_with_state_is_listed_whether_or_not_a_record_uses_it(store):
+    await store.remember_uids("b@pop.isp.test", ["u1"])
+    await store.remember_recipients("c@pop.isp.test", "u2", ["alice@example.test"])
+    await store.journal_copies([PendingCopy("a@pop.isp.test", "u3", "alice@example.test", "t1")])
+    assert await store.mailboxes_with_state() == ["a@pop.isp.test", "b@pop.isp.test", "c@pop.isp.test"]
+    assert await store.schema_version() >= 1
+
+
 async def test_per_recipient_progress_goes_once_the_message_is_complete(store):
     await store.remember_recipients(MAILBOX, "u", ["alice@example.test"])
     await store.remember_recipients(MAILBOX, "u", ["bob@example.test", "alice@example.test"])

@@ -89,6 +89,7 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
+    @_failing_as_state_error
     async def schema_version(self) -> int:
         async with self._pool.connection() as conn:
             return await schema.version(conn)
@@ -200,6 +201,12 @@ class PostgresStore:
         return kept
 
     # --- retrieval state --------------------------------------------------
+
+    @_failing_as_state_error
+    async def mailboxes_with_state(self) -> list[str]:
+        return [mailbox for (mailbox,) in await self._rows(
+            "SELECT mailbox FROM seen_uids UNION SELECT mailbox FROM recipients_done "
+            "UNION SELECT mailbox FROM journal ORDER BY mailbox")]
 
     @_failing_as_state_error
     async def seen_uids(self, mailbox: str) -> set[str]:

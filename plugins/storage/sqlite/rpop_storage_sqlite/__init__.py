@@ -240,7 +240,17 @@ class SqliteStore:
             self._note_removed_mailboxes()
         return kept
 
+    @_failing_as_state_error
+    async def schema_version(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
     # --- retrieval state --------------------------------------------------
+
+    @_failing_as_state_error
+    async def mailboxes_with_state(self) -> list[str]:
+        return [mailbox for (mailbox,) in self._db.execute(
+            "SELECT mailbox FROM seen_uids UNION SELECT mailbox FROM recipients_done "
+            "UNION SELECT mailbox FROM journal ORDER BY mailbox")]
 
     @_failing_as_state_error
     async def seen_uids(self, mailbox: str) -> set[str]:
