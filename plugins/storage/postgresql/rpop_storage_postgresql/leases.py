@@ -56,6 +56,10 @@ class LeaseSession:
         self.where = where
         self.lease_timeout = lease_timeout
         self.holders: dict[int, str] = {}
+        #: Holders whose lease went with a lost connection: their renewal is
+        #: refused, never turned into a new lease (another worker may have
+        #: polled the record in between).
+        self.lost: set[str] = set()
         self._conn: psycopg.AsyncConnection | None = None
         self._turn = asyncio.Lock()
         self._watch: asyncio.Task | None = None
@@ -93,6 +97,7 @@ class LeaseSession:
         """Forget the connection and with it every lease."""
         if self.holders:
             log.warning("[state] the connection holding %d leases was lost; their polls stop", len(self.holders))
+        self.lost.update(self.holders.values())
         self.holders.clear()
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -112,6 +117,8 @@ class LeaseSession:
 
     async def acquire(self, record_id: int, holder: str) -> bool:
         async with self._turn:
+            if holder in self.lost:
+                return False
             if record_id in self.holders:
                 # A renewal: the lock lives as long as the connection, which
                 # the watchdog checks; no round trip.
@@ -123,6 +130,7 @@ class LeaseSession:
 
     async def release(self, record_id: int, holder: str) -> None:
         async with self._turn:
+            self.lost.discard(holder)
             if self.holders.get(record_id) != holder:
                 return
             del self.holders[record_id]

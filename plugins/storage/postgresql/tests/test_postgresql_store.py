@@ -5,6 +5,7 @@ connection and are seen by every worker."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import psycopg
@@ -114,3 +115,41 @@ async def test_a_lost_connection_loses_the_leases_and_the_renewal_says_so(postgr
     finally:
         await store.close()
         await other.close()
+
+
+async def test_a_poll_whose_lease_connection_drops_stops_and_the_next_poll_finishes_exactly_once(
+    pop3_server, postgresql_dsn, tmp_path
+):
+    from rpopcore.pop3.scriptable_server import Faults, Message
+    from rpopcore.service import Site
+    from tests.sites import delivered, make_site, remote
+
+    # Given a PostgreSQL site and a mailbox of 60 messages served slowly
+    # (the poll takes longer than a third of lease_timeout, the watchdog's period),
+    mail = [Message(f"u{n}", f"Subject: {n}\r\n\r\nmessage-{n:02d}\r\n".encode()) for n in range(60)]
+    server = await pop3_server(mail, faults=Faults(response_delay=0.1))
+    site_file = make_site(tmp_path, remote(server.host, server.port, leave=False))
+    site_file.write_text(site_file.read_text().replace(
+        '[state]\nplugin = "sqlite"\n', f'[state]\nplugin = "postgresql"\ndsn = "{postgresql_dsn}"\nlease_timeout = "6s"\n'))
+    site = await Site.open(site_file)
+    try:
+        await site.apply(tmp_path / "decl.toml")
+        polling = asyncio.create_task(site.poll_once())
+        while len(delivered(tmp_path)) < 3:
+            await asyncio.sleep(0.02)
+        # when the connection holding its lease is cut (as a network cut would, seen from the server),
+        with psycopg.connect(postgresql_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND objid = 1 AND pid <> pg_backend_pid()")
+        (cut,) = await polling
+        # then the poll stops early and says why,
+        assert cut.error == "state-failed" and "lease on this record was lost" in cut.detail
+        assert 3 <= cut.delivered < 60
+        # and the next poll delivers the rest: every message exactly once, none left on the server.
+        (rest,) = await site.poll_once()
+        assert rest.error is None
+    finally:
+        await site.close()
+    bodies = sorted(re.search(rb"message-\d\d", body)[0] for body in delivered(tmp_path))
+    assert bodies == [f"message-{n:02d}".encode() for n in range(60)]
+    assert server.mailbox == []
