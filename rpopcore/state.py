@@ -116,9 +116,12 @@ class StateStore(Protocol):
         """Take (or renew) the right to poll a record: True when ``holder`` has
         it now, False when another holder has it.  Atomic: two processes (or
         workers on two machines sharing a networked store) never both get it.
-        A lease never outlives its holder's process by more than ``seconds``
-        (an embedded store ties it to the process itself, so it ends the
-        instant the process dies)."""
+        A lease never outlives its holder by more than ``seconds`` or the
+        store's own documented bound (SQLite ties it to the process, so it
+        ends the instant the process dies; PostgreSQL to the process's
+        database session, within its ``lease_timeout``).  A renewal by a
+        holder whose lease was lost meanwhile answers False: the poll must
+        stop, never take the lease again."""
 
     async def release_lease(self, record_id: int, holder: str) -> None:
         """Give the lease back (only if ``holder`` still has it)."""

@@ -5,13 +5,14 @@ written by a newer rpop is refused."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
 import rpop_storage_sqlite as sqlite_store
 
 from rpopcore import codec, errors
-from rpopcore.model import RecordKind, RemoteRecord, SecretRef
+from rpopcore.model import Directory, ModuleSettings, RecordKind, RemoteRecord, SecretRef
 
 # The schema rpop wrote before UIDs belonged to mailboxes.
 SCHEMA_1 = """
@@ -59,6 +60,27 @@ async def test_a_schema_1_database_is_upgraded_keeping_records_statuses_and_uids
     await store.close()
     version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     assert version == (str(sqlite_store.SCHEMA_VERSION),)
+
+
+async def test_a_schema_2_database_gains_the_workers_table_and_keeps_everything(tmp_path):
+    path = tmp_path / "rpop.sqlite"
+    store = sqlite_store.SqliteStore(path)
+    await store.open()
+    (saved,) = await store.replace_configuration(ModuleSettings(), Directory(),
+                                                 [record("a", "pop.isp.test")])
+    await store.remember_uids(saved.mailbox, ["u1"])
+    await store.close()
+    db = sqlite3.connect(path)  # as schema 2 left it: no workers table
+    db.executescript("DROP TABLE workers; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+    db.close()
+
+    store = sqlite_store.SqliteStore(path)
+    await store.open()
+    assert await store.schema_version() == sqlite_store.SCHEMA_VERSION == 3
+    assert await store.list_records() == [saved] and await store.seen_uids(saved.mailbox) == {"u1"}
+    await store.announce_worker("run", 2)
+    assert [(w.pid, w.role) for w in await store.list_workers()] == [(os.getpid(), "run")]
+    await store.close()
 
 
 async def test_a_database_from_a_newer_rpop_is_refused_with_one_line(tmp_path):
