@@ -4,6 +4,7 @@ scriptable server, which counts the sessions open at once).  One worker is
 killed with SIGKILL while it retrieves; the others finish its records
 within the lease time.  In the end every message has arrived exactly once,
 no server ever saw two sessions at once, and every server is empty.
+And a host one worker found dead is not contacted by another.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ DEADLINE = 120.0
 
 
 def worker_site(folder: Path, dsn: str, ports: list[int]) -> Path:
-    """A site on the shared database, its records applied."""
+    """A site on the shared database; its declaration (one record per
+    port) is written to ``decl.toml`` beside it, not applied yet."""
     # Mailboxes are told apart by account and host, not port: one account each.
     declaration = "".join(remote("127.0.0.1", port, account=f"box{number}", leave=False, poll_every="1h")
                           for number, port in enumerate(ports))
@@ -147,3 +149,44 @@ async def test_three_workers_share_300_records_and_a_killed_one_loses_and_repeat
 
 async def _count_workers(store, wanted: int) -> bool:
     return len([w for w in await store.list_workers() if w.role == "run"]) >= wanted
+
+
+async def test_a_host_one_worker_found_dead_is_spared_by_the_others(pop3_server, postgresql_dsn, tmp_path,
+                                                                     monkeypatch):
+    from rpopcore.scheduler import Daemon
+    from rpopcore.service import Site
+    from tests.support.dovecot import free_port
+
+    # Given two workers on one database, and two records on one host: one
+    # on a port nobody listens on, one on a live server,
+    monkeypatch.setattr("rpopcore.schedule.START_SPREAD", 0.5)
+    live = await pop3_server([Message("m", b"Subject: m\r\n\r\nx\r\n")], user="live")
+    dead_port = free_port()
+    declaration = (remote("127.0.0.1", dead_port, account="dead", leave=True)
+                   + remote("127.0.0.1", live.port, account="live", leave=True))
+    site_file = worker_site(tmp_path / "site", postgresql_dsn, [])
+    (tmp_path / "site" / "decl.toml").write_text((tmp_path / "site" / "decl.toml").read_text() + declaration)
+    first, second = await Site.open(site_file), await Site.open(site_file)
+    try:
+        await first.apply(tmp_path / "site" / "decl.toml")
+        dead, _ = await first.store.list_records()
+        # when the first worker fails to connect to the dead port,
+        (failed,) = await first.poll_once([dead.id])
+        assert failed.error == "connect-failed"
+        # then the second worker's daemon does not contact the host at all (delay_failed_hosts is shared),
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(Daemon(second, tick=0.1).run(stop))
+
+        async def marked() -> bool:
+            statuses = await second.store.load_statuses()
+            return len(statuses) == 2 and all(status.error for status in statuses.values())
+
+        assert await wait_for(marked, 10), "the second worker never looked at the records"
+        stop.set()
+        await asyncio.wait_for(daemon, 30)
+        statuses = await second.store.load_statuses()
+    finally:
+        await first.close()
+        await second.close()
+    assert live.sessions_total == 0
+    assert {status.error for status in statuses.values()} == {"connect-failed", "host-delayed"}
