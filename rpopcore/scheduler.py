@@ -65,7 +65,7 @@ class Daemon:
         self.relay = self.site.relay_agent()
         log.log(logs.MAJOR, "[daemon] started")
         settings = await self.site.store.load_settings()
-        await self.site.store.announce_worker("run", settings.processors)
+        await self.site.announce("run", settings.processors)
         try:
             while not stop.is_set():
                 delay = await self._start_due(agent, stop)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -24,6 +25,8 @@ from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
 from rpopcore.secrets import Keyring, rotate
 from rpopcore.state import StateStore
+
+log = logging.getLogger("rpop.service")
 
 
 class Site:
@@ -202,7 +205,7 @@ class Site:
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
             refuse_outside_schedule(ctx.settings)
-            await self.store.announce_worker("poll", ctx.settings.processors)
+            await self.announce("poll", ctx.settings.processors)
             gate = asyncio.Semaphore(ctx.settings.processors)
 
             async def one(record: RemoteRecord) -> PollResult:
@@ -214,6 +217,15 @@ class Site:
             await agent.close()
             if relay is not None:
                 await relay.close()
+
+    async def announce(self, role: str, processors: int) -> None:
+        """List this process among the store's workers (``rpop workers``).
+        Only informative: a store that cannot record it (a full disk) says
+        so in one line, and each poll then reports its own state failure."""
+        try:
+            await self.store.announce_worker(role, processors)
+        except errors.StateFailed as exc:
+            log.log(logs.PROBLEM, "this process is not listed among the workers: %s", exc)
 
     def check_key(self, records) -> None:
         """A missing or wrong key file is bad input (exit 2) when any record
