@@ -4,7 +4,8 @@ scriptable server, which counts the sessions open at once).  One worker is
 killed with SIGKILL while it retrieves; the others finish its records
 within the lease time.  In the end every message has arrived exactly once,
 no server ever saw two sessions at once, and every server is empty.
-And a host one worker found dead is not contacted by another.
+A killed ``rpop poll --once`` blocks nothing either; and a host one worker
+found dead is not contacted by another.
 """
 
 from __future__ import annotations
@@ -190,3 +191,32 @@ async def test_a_host_one_worker_found_dead_is_spared_by_the_others(pop3_server,
         await second.close()
     assert live.sessions_total == 0
     assert {status.error for status in statuses.values()} == {"connect-failed", "host-delayed"}
+
+
+async def test_a_killed_poll_once_blocks_nothing_and_the_next_finishes_exactly_once(pop3_server, postgresql_dsn,
+                                                                                     tmp_path):
+    # Given a site on PostgreSQL and a mailbox of 40 messages served slowly,
+    rng = random.Random(7)
+    server = await pop3_server([Message(f"u{k}", message(0, k, rng)) for k in range(40)], user="box0",
+                               faults=Faults(response_delay=0.05))
+    site_file = worker_site(tmp_path / "site", postgresql_dsn, [server.port])
+    code, out = await rpop("-c", str(site_file), "apply", str(tmp_path / "site" / "decl.toml"))
+    assert code == 0, out
+    maildir = tmp_path / "site" / "mail" / "example.test" / "alice"
+    # when 'rpop poll --once' is killed with SIGKILL while it retrieves,
+    poll = await asyncio.create_subprocess_exec(rpop_command(), "-c", str(site_file), "poll", "--once",
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def some_arrived() -> bool:
+        return sum(marker_counts(maildir).values()) >= 3
+
+    assert await wait_for(some_arrived, 60, step=0.02), "the poll never delivered"
+    poll.send_signal(signal.SIGKILL)
+    await poll.wait()
+    assert server.mailbox, "the kill came after the end"
+    # then the very next poll is not turned away as busy, and every message arrives exactly once.
+    code, out = await rpop("-c", str(site_file), "poll", "--once")
+    assert code == 0 and "record-busy" not in out, out
+    counts = marker_counts(maildir)
+    assert set(counts) == {(0, k) for k in range(40)} and max(counts.values()) == 1
+    assert server.mailbox == []
