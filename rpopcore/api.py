@@ -62,6 +62,7 @@ from rpopcore.errors import (
     TlsFailed,
 )
 from rpopcore.hookspecs import hookimpl
+from rpopcore.journal import settlement
 from rpopcore.logs import LINK, MAJOR, PROBLEM, PROTOCOL
 from rpopcore.message import MessageSpool, RetrievedMessage, trace_fields
 from rpopcore.model import (
@@ -78,6 +79,7 @@ from rpopcore.model import (
     RemoteRecord,
     SecretRef,
     WebSession,
+    WorkerInfo,
 )
 from rpopcore.options import RecordOption
 from rpopcore.selfpoll import is_loopback_host
@@ -112,7 +114,7 @@ SECTIONS = {
     "Authentication mechanisms": ["AuthMechanism", "AuthContext", "Pop3Client"],
     "State stores": [
         "StateStore", "REMOVED_MAILBOX_RETENTION", "record_to_dict", "record_from_dict", "settings_to_dict",
-        "settings_from_dict", "directory_to_dict", "directory_from_dict", "WebSession",
+        "settings_from_dict", "directory_to_dict", "directory_from_dict", "settlement", "WebSession", "WorkerInfo",
     ],
     "Log levels (between logging's own: logger.log(PROBLEM, ...))": ["MAJOR", "PROBLEM", "PROTOCOL", "LINK"],
 }

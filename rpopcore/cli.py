@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import select
@@ -62,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON (and no progress)")
     p = command("status", "one row per record: last poll, error")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    command("run", "the daemon: poll every record on its schedule until SIGTERM (and serve [web])")
+    command("run", "the daemon (a worker): poll every record on its schedule until SIGTERM (and serve [web])")
+    p = command("workers", "the live processes polling through this site's state store")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    command("migrate", "bring the state store's schema up to date (also done whenever rpop starts)")
+    p = command("migrate-state", "copy this site's state (records, secrets, UIDs, ...) into another site's empty "
+                "state store")
+    p.add_argument("--to", required=True, type=Path, metavar="OTHER_SITE.toml", help="the other site's file")
     command("web", "serve the web pages and JSON API of [web] alone, without polling, until SIGTERM")
     p = command("passwd", "set the web password of a local account (from stdin when it is not a terminal)")
     p.add_argument("address", help="the local account, e.g. alice@example.test")
@@ -303,6 +310,15 @@ async def _dispatch(args) -> int:
             return await _web(site)
         if args.command == "passwd":
             return await _passwd(site, args.address)
+        if args.command == "workers":
+            _print_workers(await site.store.list_workers(), args.json)
+            return EXIT_OK
+        if args.command == "migrate":
+            print(f"{site.config.path}: the state store's schema is at version {await site.store.schema_version()}, "
+                  "the newest this rpop knows")
+            return EXIT_OK
+        if args.command == "migrate-state":
+            return await _migrate_state(site, args.to)
     finally:
         await site.close()
     return EXIT_BAD_INPUT
@@ -528,6 +544,8 @@ def _print_status(rows_in, as_json: bool) -> None:
         following = row["next_due"] or "-"
         if row["delayed"]:
             following = f"{row['delayed']['reason']} until {row['delayed']['until']}"
+        if row.get("polled_by"):
+            following = f"polling now ({row['polled_by']})"
         rows.append([row["id"], row["kind"], row["owner"] or "-", f"{row['account']}@{row['host']}", cert, every,
                      row["last"] or "not yet", following])
     _print_table(["ID", "KIND", "OWNER", "ACCOUNT@HOST", "CERT", "EVERY", "LAST", "NEXT"], rows, right={0})
@@ -546,6 +564,37 @@ def _print_table(headers: list[str], rows: list[list], right: set[int] = frozens
     print(line(headers))
     for row in cells:
         print(line(row))
+
+
+def _print_workers(workers, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"name": w.name, "host": w.host, "pid": w.pid, "role": w.role,
+                           "started": w.started.isoformat(), "processors": w.processors, "polling": w.polling}
+                          for w in workers], indent=2))
+        return
+    if not workers:
+        print("no rpop process is polling through this state store")
+        return
+    _print_table(["WORKER", "ROLE", "STARTED", "POLLING"], [
+        [w.name, w.role, w.started.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+         f"{w.polling} of {w.processors}"] for w in workers])
+
+
+async def _migrate_state(site, other: Path) -> int:
+    from rpopcore.migration import migrate_state
+    from rpopcore.service import Site
+
+    target = await Site.open(other)
+    try:
+        if site.config.path.resolve() == target.config.path.resolve():
+            raise errors.ConfigError(f"{other}: is this site's own file; give the site to move the state to")
+        report = await migrate_state(site, target)
+    finally:
+        await target.close()
+    print(f"copied {_count(report.records, 'record')} ({_count(report.secrets, 'secret')} sealed again under "
+          f"{target.keyring.key_file}), {_count(report.uids, 'remembered UID')} of "
+          f"{_count(report.mailboxes, 'mailbox')}, settings, domains and statuses into {other}'s state store")
+    return EXIT_OK
 
 
 def _print_settings(settings, as_json: bool) -> None:

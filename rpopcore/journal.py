@@ -85,6 +85,26 @@ class JournalWriter:
             written.set_result(None)
 
 
+def settlement(
+    visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]
+) -> tuple[list[tuple[str, str]], dict[tuple[str, str], list[str]]]:
+    """What settling these copies means, for a store's ``settle_copies``:
+    the ``(mailbox, uid)`` of messages now complete (every copy visible and
+    ``completes``), and the recipients complete of the other messages with
+    a visible copy."""
+    by_message: dict[tuple[str, str], list[PendingCopy]] = {}
+    for copy in visible:
+        by_message.setdefault((copy.mailbox, copy.uid), []).append(copy)
+    unsettled = {(copy.mailbox, copy.uid) for copy in abandoned}
+    complete, partial = [], {}
+    for message, copies in by_message.items():
+        if message not in unsettled and all(copy.completes for copy in copies):
+            complete.append(message)
+        else:
+            partial[message] = [copy.recipient for copy in copies]
+    return complete, partial
+
+
 async def recover(store: StateStore, agent: DeliveryAgent, mailbox: str, log: logging.LoggerAdapter) -> int:
     """Settle the copies a killed poll of ``mailbox`` left in the journal;
     returns how many messages were found delivered.  Call it holding the

@@ -407,3 +407,18 @@ class PollResult:
     delivered: int = 0
     error: str | None = None
     detail: str = ""
+
+
+@attrs.frozen
+class WorkerInfo:
+    """A live process polling through a shared state store (``rpop run``
+    or ``rpop poll``): where it runs, since when, and how many records it
+    is polling now (``polling``) of the ``processors`` it may."""
+
+    name: str
+    host: str
+    pid: int
+    role: str
+    started: _dt.datetime
+    processors: int
+    polling: int

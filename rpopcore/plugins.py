@@ -240,7 +240,7 @@ STANDARD_DISTRIBUTIONS = {
     "auth": {name: f"rpop-auth-{name}" for name in ("userpass", "apop", "plain", "cram-md5", "msn", "xoauth2",
                                                      "oauthbearer")},
     "delivery": {name: f"rpop-delivery-{name}" for name in ("maildir", "lmtp", "smtp", "pipe")},
-    "state": {"sqlite": "rpop-storage-sqlite"},
+    "state": {"sqlite": "rpop-storage-sqlite", "postgresql": "rpop-storage-postgresql"},
     "routing": {"directory": "rpop-routing-directory"},
     "recipients": {"owner": "rpop-recipients-owner", "headers": "rpop-recipients-headers",
                    "special_field": "rpop-recipients-special-field"},

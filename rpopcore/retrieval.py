@@ -39,7 +39,6 @@ import logging
 import os
 import socket
 import ssl
-import time
 import uuid
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -85,9 +84,11 @@ DELIVERIES_IN_FLIGHT = 32
 #: always before a DELE); until then the journal names them.
 UID_BATCH = 64
 #: One record is polled by one process at a time: a lease in the state
-#: store, renewed while the poll goes on.  A store that ties leases to its
-#: holder's process (SQLite) ends them the instant the process dies; a
-#: networked one lets them expire after this long without renewal.
+#: store, renewed after every message.  A store that ties leases to its
+#: holder's process (SQLite) or database session (PostgreSQL) ends them
+#: when the holder dies; one that counts time would let them expire after
+#: this long without renewal.  A renewal refused (the lease was lost) stops
+#: the poll before its next message.
 LEASE_SECONDS = 600
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 _poll_numbers = itertools.count(1)
@@ -131,18 +132,39 @@ class PollContext:
             return routed
 
 
-async def poll_record(ctx: PollContext, record: RemoteRecord) -> PollResult:
+#: ``poll_record(..., planned_on=...)`` when the plan saw no status.
+NEVER_POLLED = object()
+
+
+async def poll_record(ctx: PollContext, record: RemoteRecord, planned_on: object = None) -> PollResult:
     """Poll one record once and store its status; never raises for a failed
-    poll: the result carries the error code."""
+    poll: the result carries the error code.
+
+    ``planned_on``: the status (or :data:`NEVER_POLLED`) a scheduler found
+    the record due by.  When, by the time the lease is taken, another worker
+    has polled the record since, it is not polled again (``record-busy``):
+    several workers planning from one database poll each due record once.
+    """
     rlog = logs.for_record(log, record.id)
     # Each poll holds its own lease, so that two polls of one record in one
     # process (the daemon and a "poll now") exclude each other too.
     holder = f"{HOLDER}:{next(_poll_numbers)}"
+    # A worker's scheduler meets records others are polling all the time:
+    # not a problem worth a line at the default level.
+    busy_level = logs.PROBLEM if planned_on is None else logs.LINK
     if not await ctx.store.acquire_lease(record.id, holder, LEASE_SECONDS):
-        rlog.log(logs.PROBLEM, "not polled: another process or worker is polling this record now")
+        rlog.log(busy_level, "not polled: another process or worker is polling this record now")
         return PollResult(record_id=record.id, error=errors.RecordBusy.code,
                           detail="another process or worker is polling this record now")
     try:
+        if planned_on is not None:
+            current = await ctx.store.load_status(record.id)
+            seen = NEVER_POLLED if current is None else current.last_attempt
+            expected = planned_on if planned_on is NEVER_POLLED else planned_on.last_attempt
+            if seen != expected:
+                rlog.log(busy_level, "not polled: another worker polled this record a moment ago")
+                return PollResult(record_id=record.id, error=errors.RecordBusy.code,
+                                  detail="another worker polled this record a moment ago")
         return await _poll_leased(ctx, record, rlog, holder)
     finally:
         await ctx.store.release_lease(record.id, holder)
@@ -251,7 +273,7 @@ class _Session:
         self.delivery_error: errors.PollError | None = None
         # RETRs the server answered with -ERR: (message number, its text).
         self.refusals: list[tuple[int, str]] = []
-        self.lease_renewed = time.monotonic()
+        self.lease_lost = False
         self.mailbox = record.mailbox
         # Journaled messages delivered whole, waiting to be remembered in a batch.
         self.delivered_uids: list[str] = []
@@ -274,6 +296,11 @@ class _Session:
             await client.close()
         if self.delivery_error is not None:
             raise self.delivery_error
+        if self.lease_lost:
+            raise errors.StateFailed(
+                "the lease on this record was lost (the state store's connection dropped); the poll stopped, "
+                "and what was not delivered stays on the server for the next one"
+            )
         if self.refusals:
             number, text = self.refusals[0]
             raise errors.ServerRefused(
@@ -414,7 +441,6 @@ class _Session:
             if len(self.delivered_uids) >= UID_BATCH:
                 await self._remember_uids()
 
-        stop = ctx.stop
         try:
             while True:
                 while deliveries and deliveries[0].done():
@@ -424,7 +450,7 @@ class _Session:
                 # Refill the pipeline in batches (one write for many commands),
                 # once half the window has been answered.
                 refill = client.in_flight <= window // 2
-                while refill and client.in_flight < window and (deletes or (fetch and not (stop and stop.is_set()))):
+                while refill and client.in_flight < window and (deletes or (fetch and not self._stopping())):
                     if deletes:
                         n = deletes.popleft()
                         client.send(f"DELE {n}")
@@ -451,7 +477,7 @@ class _Session:
                 if verb == "CHECK":
                     await client.receive_step_check(n, uids.get(n))
                     message, held = held, None
-                elif stop is not None and stop.is_set():
+                elif self._stopping():
                     # Stopping: answers already requested are read (the
                     # session must reach QUIT) but not delivered; they stay
                     # on the server for the next poll.
@@ -519,12 +545,27 @@ class _Session:
         """Deliver, then remember the UID; (number, whether it may be deleted)."""
         try:
             complete = await self._deliver(message)
-            if time.monotonic() - self.lease_renewed > LEASE_SECONDS / 4:
-                self.lease_renewed = time.monotonic()
-                await self.ctx.store.acquire_lease(self.record.id, self.holder, LEASE_SECONDS)
+            await self._renew_lease()
             return message.number, complete
         finally:
             message.close()
+
+    async def _renew_lease(self) -> None:
+        """Renew the lease; once it is lost (the store's connection dropped
+        and another worker may take the record), retrieve nothing more."""
+        if self.lease_lost:
+            return
+        try:
+            held = await self.ctx.store.acquire_lease(self.record.id, self.holder, LEASE_SECONDS)
+        except errors.StateFailed:
+            held = False
+        if not held:
+            self.lease_lost = True
+            self.log.log(logs.PROBLEM, "the lease on this record was lost; stopping after the messages in hand")
+
+    def _stopping(self) -> bool:
+        """Stop retrieving: the daemon stops, or the lease was lost."""
+        return self.lease_lost or (self.ctx.stop is not None and self.ctx.stop.is_set())
 
     async def _deliver(self, message: RetrievedMessage) -> bool:
         """Deliver to every recipient not reached before and record what is

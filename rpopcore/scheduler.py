@@ -1,6 +1,13 @@
 """The daemon: polls each record when it is due (:mod:`rpopcore.schedule`),
 never more than ``processors`` at once, until told to stop.
 
+Several daemons (workers, on one machine or many) may share one state
+store: each plans from the same records and statuses, skips records another
+holds the lease of, and polls a due record only if, once it holds the
+lease, nobody polled it since the plan was made.  So each due record is
+polled once, by whichever worker is free first; a failed host's status is
+seen by all (``delay_failed_hosts`` is shared).
+
 Changes made while it runs (``rpop apply``, or later the web pages) are
 picked up by reading the state store again on every tick, at most
 :data:`TICK` seconds apart; SIGHUP makes it look at once.  That includes
@@ -22,15 +29,17 @@ from rpopcore import logs, schedule
 from rpopcore.errors import HostDelayed, RecordBusy
 from rpopcore.model import PollStatus
 from rpopcore.metrics import record_state
-from rpopcore.retrieval import poll_record
+from rpopcore.retrieval import NEVER_POLLED, poll_record
 from rpopcore.systemd import Notifier
 
 log = logging.getLogger("rpop.scheduler")
 
 #: Longest sleep between looks at the state store, in seconds.
 TICK = 5.0
-#: How long to wait before trying again a record another process is polling.
-BUSY_RETRY = 30.0
+#: How long to wait before trying again a record whose lease another
+#: process took between this daemon's plan and its attempt.  Short: a
+#: holder killed then must not delay the record much beyond its lease.
+BUSY_RETRY = TICK
 #: How long a stop waits for polls in progress before cutting them off.
 STOP_GRACE = 60.0
 
@@ -66,6 +75,8 @@ class Daemon:
         self.relay = self.site.relay_agent()
         log.log(logs.MAJOR, "[daemon] started")
         ready = False
+        settings = await self.site.store.load_settings()
+        await self.site.announce("run", settings.processors)
         try:
             while not stop.is_set():
                 delay = await self._start_due(agent, stop)
@@ -106,12 +117,15 @@ class Daemon:
         self._follow_log_level(ctx.settings.log_level)
         records = [r for r in await store.list_records() if r.poll_every is not None]
         statuses = await store.load_statuses()
+        # Records another worker (or 'rpop poll') is polling now are skipped
+        # without asking for their lease.
+        leased = await store.lease_holders()
         delays = schedule.host_delays(records, statuses, ctx.settings)
         now = self.clock()
         sleep = self.tick
         plan = []
         for record in records:
-            if record.id in self.running:
+            if record.id in self.running or record.id in leased:
                 continue
             if self.busy_until.get(record.id, now) > now:
                 sleep = min(sleep, (self.busy_until[record.id] - now).total_seconds())
@@ -130,7 +144,8 @@ class Daemon:
                 break
             if len(self.running) >= ctx.settings.processors:
                 break
-            self.running[record.id] = asyncio.create_task(self._poll(ctx, record), name=f"poll-{record.id}")
+            planned_on = statuses.get(record.id) or NEVER_POLLED
+            self.running[record.id] = asyncio.create_task(self._poll(ctx, record, planned_on), name=f"poll-{record.id}")
         due = sum(1 for when, record in plan if when.at <= now and record.id not in self.running)
         self.status_line = (f"{len(records)} records enabled, {len(self.running)} polling, {due} due and waiting "
                             f"for a processor" if due else
@@ -145,10 +160,10 @@ class Daemon:
             self.metrics.set_running(len(self.running), ctx.settings.processors)
         return max(sleep, 0.05)
 
-    async def _poll(self, ctx, record):
+    async def _poll(self, ctx, record, planned_on):
         """One poll, timed for the metrics."""
         started = time.monotonic()
-        result = await poll_record(ctx, record)
+        result = await poll_record(ctx, record, planned_on)
         if self.metrics is not None:
             self.metrics.poll_ended(result.error, time.monotonic() - started)
             self.metrics.set_running(sum(1 for t in self.running.values() if not t.done()) - 1,

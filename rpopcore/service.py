@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -24,6 +25,8 @@ from rpopcore.records import check_user_limits
 from rpopcore.retrieval import PollContext, poll_record
 from rpopcore.secrets import Keyring, rotate
 from rpopcore.state import StateStore
+
+log = logging.getLogger("rpop.service")
 
 
 class Site:
@@ -207,27 +210,37 @@ class Site:
 
         async def reseal(fresh: Keyring) -> int:
             count = 0
-
-            def again(ref: SecretRef) -> SecretRef:
-                nonlocal count
-                if ref.source != "stored":
-                    return ref
-                count += 1
-                return fresh.seal(self.keyring.reveal(ref))
-
             records = []
             for record in await self.store.list_records():
-                options = {}
-                for name, value in record.options.items():
-                    option = self._known_option(record, name, "re-encrypting its secrets")
-                    options[name] = option.with_secrets(value, {k: again(ref) for k, ref in option.sealed(value).items()})
-                records.append(attrs.evolve(record, secret=again(record.secret), options=options))
+                record, sealed = self.resealed(record, self.keyring, fresh)
+                records.append(record)
+                count += sealed
             await self.store.replace_configuration(
                 await self.store.load_settings(), await self.store.load_directory(), records
             )
             return count
 
         return await rotate(self.keyring, reseal)
+
+    def resealed(self, record: RemoteRecord, old: Keyring, new: Keyring) -> tuple[RemoteRecord, int]:
+        """The record with every stored secret -- its password, and those of
+        the keys plugins add (OAuth 2 tokens) -- sealed under ``new`` instead
+        of ``old``; and how many there were.  Key rotation and migrate-state
+        both use it."""
+        count = 0
+
+        def again(ref: SecretRef) -> SecretRef:
+            nonlocal count
+            if ref.source != "stored":
+                return ref
+            count += 1
+            return new.seal(old.reveal(ref))
+
+        options = {}
+        for name, value in record.options.items():
+            option = self._known_option(record, name, "re-encrypting its secrets")
+            options[name] = option.with_secrets(value, {k: again(ref) for k, ref in option.sealed(value).items()})
+        return attrs.evolve(record, secret=again(record.secret), options=options), count
 
     def _known_option(self, record: RemoteRecord, name: str, doing: str):
         """The declaration of a key a stored record carries; a key no installed
@@ -299,6 +312,7 @@ class Site:
             if ctx.settings.processors == 0:
                 raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
             refuse_outside_schedule(ctx.settings)
+            await self.announce("poll", ctx.settings.processors)
             gate = asyncio.Semaphore(ctx.settings.processors)
 
             async def one(record: RemoteRecord) -> PollResult:
@@ -339,6 +353,15 @@ class Site:
         self.check_key(records)
         return records
 
+    async def announce(self, role: str, processors: int) -> None:
+        """List this process among the store's workers (``rpop workers``).
+        Only informative: a store that cannot record it (a full disk) says
+        so in one line, and each poll then reports its own state failure."""
+        try:
+            await self.store.announce_worker(role, processors)
+        except errors.StateFailed as exc:
+            log.log(logs.PROBLEM, "this process is not listed among the workers: %s", exc)
+
     def check_key(self, records) -> None:
         """A missing or wrong key file is bad input (exit 2) when any record
         stores a secret: no such poll could work."""
@@ -348,18 +371,20 @@ class Site:
 
     async def status(self, now: dt.datetime | None = None) -> list[dict]:
         """One row per record: what ``rpop status`` shows, with when it is due
-        next (as the daemon would see it if it started now) and, when it is
-        delayed, why and until when."""
+        next (as the daemon would see it if it started now), when it is
+        delayed, why and until when, and which process (``host:pid``) is
+        polling it now, if any (``polled_by``)."""
         now = now or dt.datetime.now(dt.timezone.utc)
         settings = await self.store.load_settings()
         records = await self.store.list_records()
         statuses = await self.store.load_statuses()
+        holders = await self.store.lease_holders()
         delays = schedule.host_delays(records, statuses, settings)
         rows = []
         for record in records:
             status = statuses.get(record.id)
             when = schedule.due(record, status, settings, now, delays, spread=0)
-            rows.append(status_row(record, status, when, now, self.record_options))
+            rows.append({**status_row(record, status, when, now, self.record_options), "polled_by": holders.get(record.id)})
         return rows
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence
 
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WebSession
+from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WebSession, WorkerInfo
 
 #: How long a removed record's mailbox keeps its UIDs (and journal), in
 #: seconds: adding the same mailbox back within it retrieves nothing twice.
@@ -29,6 +29,9 @@ class StateStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+    async def schema_version(self) -> int:
+        """The version of the stored schema (``open`` brought it up to date)."""
 
     # --- configuration ----------------------------------------------------
 
@@ -66,6 +69,11 @@ class StateStore(Protocol):
     # Keyed by the remote mailbox's identity (:attr:`RemoteRecord.mailbox`),
     # not by record: a record changed to another port or TLS mode, or removed
     # and added back within :data:`REMOVED_MAILBOX_RETENTION`, keeps them.
+
+    async def mailboxes_with_state(self) -> list[str]:
+        """Every mailbox with remembered UIDs, per-recipient progress or
+        journal entries (removed ones within their retention too), sorted:
+        what moving a site to another store must carry."""
 
     async def seen_uids(self, mailbox: str) -> set[str]:
         """UIDs of messages already delivered from this mailbox."""
@@ -108,12 +116,31 @@ class StateStore(Protocol):
         """Take (or renew) the right to poll a record: True when ``holder`` has
         it now, False when another holder has it.  Atomic: two processes (or
         workers on two machines sharing a networked store) never both get it.
-        A lease never outlives its holder's process by more than ``seconds``
-        (an embedded store ties it to the process itself, so it ends the
-        instant the process dies)."""
+        A lease never outlives its holder by more than ``seconds`` or the
+        store's own documented bound (SQLite ties it to the process, so it
+        ends the instant the process dies; PostgreSQL to the process's
+        database session, within its ``lease_timeout``).  A renewal by a
+        holder whose lease was lost meanwhile answers False: the poll must
+        stop, never take the lease again."""
 
     async def release_lease(self, record_id: int, holder: str) -> None:
         """Give the lease back (only if ``holder`` still has it)."""
+
+    async def lease_holders(self) -> dict[int, str]:
+        """Record id -> the process polling it now (``host:pid``), for every
+        leased record, whichever process or machine holds it."""
+
+    # --- workers ------------------------------------------------------------
+
+    async def announce_worker(self, role: str, processors: int) -> None:
+        """Say that this process polls through the store (``role``: ``run``
+        or ``poll``) with up to ``processors`` polls at once, until it
+        closes the store or dies."""
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live processes that announced themselves, oldest first; a
+        process that died is not listed (an embedded store, private to one
+        machine, may list only this one)."""
 
     async def save_status(self, status: PollStatus) -> None:
         """Store the outcome of the latest poll of a record."""

@@ -46,6 +46,8 @@ _FROM = {
     "Faults": "scriptable_server",
     "Dovecot": "dovecot",
     "free_port": "dovecot",
+    "ensure_mail_user": "dovecot",
+    "HOST": "dovecot",
     "TestCA": "tlsca",
     "make_self_signed": "tlsca",
     "ScriptedSmtp": "scripted_smtp",
@@ -56,6 +58,7 @@ _FROM = {
     "client_lines": "probes",
     "DEFAULT_USERS": "plugin",
     "plugin_manager": "rpopcore.plugins",
+    "Site": "rpopcore.service",
 }
 
 __all__ = sorted(_FROM)

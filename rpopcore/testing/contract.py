@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from typing import Callable
 
 import attrs
@@ -203,6 +206,7 @@ async def hold():
         factories.update(contributed)
     store = factories[{name!r}](json.loads({options!r}), Path({folder!r}))
     await store.open()
+    await store.announce_worker("run", 3)
     assert await store.acquire_lease({record_id}, "killed-worker", 600)
     print("held", flush=True)
     await asyncio.sleep(3600)
@@ -212,6 +216,8 @@ asyncio.run(hold())
 
 
 MAILBOX = "a@pop.isp.test"
+#: Seconds within which a killed holder's lease must end.
+LEASE_FREED_WITHIN = 2.0
 
 
 class StateStoreContract:
@@ -350,19 +356,38 @@ class StateStoreContract:
 
 
 
+    async def test_every_mailbox_with_state_is_listed_whether_or_not_a_record_uses_it(self, store):
+        await store.remember_uids("b@pop.isp.test", ["u1"])
+        await store.remember_recipients("c@pop.isp.test", "u2", ["alice@example.test"])
+        await store.journal_copies([PendingCopy("a@pop.isp.test", "u3", "alice@example.test", "t1")])
+        assert await store.mailboxes_with_state() == ["a@pop.isp.test", "b@pop.isp.test", "c@pop.isp.test"]
+        assert await store.schema_version() >= 1
+
     async def test_a_lease_whose_holder_was_killed_is_free_at_once(self, store, store_name, store_options, tmp_path):
         (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
         holder = subprocess.Popen(
-            [sys.executable, "-c", LEASE_HOLDER.format(name=store_name, options=json.dumps(store_options), folder=str(tmp_path), record_id=r.id)],
+            [sys.executable, "-c", LEASE_HOLDER.format(name=store_name, options=json.dumps(store_options),
+                                                       folder=str(tmp_path), record_id=r.id)],
             stdout=subprocess.PIPE, text=True,
         )
         try:
             assert holder.stdout.readline().strip() == "held"
             assert not await store.acquire_lease(r.id, "this-worker", 600), "another process holds it"
+            (worker,) = await store.list_workers()
+            assert (worker.pid, worker.role, worker.processors, worker.polling) == (holder.pid, "run", 3, 1)
+            assert await store.lease_holders() == {r.id: worker.name}
         finally:
             holder.kill()
             holder.wait()
-        assert await store.acquire_lease(r.id, "this-worker", 600), "the killed process's lease ended with it"
+        # A lock held by the process (SQLite) ends at once; a database
+        # session (PostgreSQL) as soon as the server reads the end of the
+        # killed process's connection: within LEASE_FREED_WITHIN seconds.
+        deadline = time.monotonic() + LEASE_FREED_WITHIN
+        while not await store.acquire_lease(r.id, "this-worker", 600):
+            assert time.monotonic() < deadline, "the killed process's lease ended with it"
+            await asyncio.sleep(0.02)
+        assert await store.list_workers() == [], "a dead worker is not listed"
+        assert await store.lease_holders() == {r.id: f"{socket.gethostname()}:{os.getpid()}"}
 
     # --- the web interface's passwords and sessions --------------------------
 

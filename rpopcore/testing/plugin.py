@@ -207,3 +207,4 @@ async def rpop_site(tmp_path: Path, capturing_agent: CapturingAgent):
     yield make
     for site in opened:
         await site.close()
+

@@ -54,10 +54,10 @@ def from_form(form: Mapping[str, str]) -> dict:
 
 SETTINGS_HELP = {
     'processors': (
-        'At most this many POP3 sessions at once, across all records. `0` stops all polling: the daemon starts none and `poll --once` refuses (exit 2).'
+        'At most this many POP3 sessions at once, across all records, per process: with several workers on a shared state store ([Deployment](deployment.md)) each may run this many. `0` stops all polling: the daemon starts none and `poll --once` refuses (exit 2).'
     ),
     'delay_failed_hosts': (
-        'When connecting to a host fails (`connect-failed`), no record on that host is polled until this long after the failure, so one dead ISP does not tie up the processors. A record that comes due meanwhile is not contacted; its status shows `host-delayed` with the time it waits for.'
+        "When connecting to a host fails (`connect-failed`), no record on that host is polled until this long after the failure, so one dead ISP does not tie up the processors. Workers sharing a state store share this delay: one worker's failure spares the others the attempt. A record that comes due meanwhile is not contacted; its status shows `host-delayed` with the time it waits for."
     ),
     'delay_failed_accounts': (
         'When a mailbox cannot be opened (`auth-failed`, `mailbox-locked`, `login-delay`, `tls-failed`, …) or the connection breaks during retrieval (`protocol-error`, `timeout`), the next attempt for that record waits this long instead of its poll period.'

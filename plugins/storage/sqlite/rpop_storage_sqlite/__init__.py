@@ -17,7 +17,8 @@ created readable by their owner only (mode 0600).
 Leases are byte-range locks (``lockf``) on a file beside the database,
 ``<path>-leases``, one byte per record id: the kernel releases them the
 instant their process dies, so a poll killed with SIGKILL never blocks the
-next one.
+next one.  A process that announces itself as a worker holds the byte at
+:data:`WORKER_LOCKS` + its pid, so ``rpop workers`` lists only the living.
 
 Site file::
 
@@ -34,7 +35,9 @@ import fcntl
 import functools
 import json
 import os
+import socket
 import sqlite3
+import struct
 import threading
 import time
 from pathlib import Path
@@ -53,6 +56,8 @@ from rpopcore.api import (
     RemoteRecord,
     StateFailed,
     WebSession,
+    WorkerInfo,
+    settlement,
     directory_from_dict,
     directory_to_dict,
     hookimpl,
@@ -114,11 +119,22 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS web_sessions_by_address ON web_sessions (address);
+CREATE TABLE IF NOT EXISTS workers (
+    pid INTEGER PRIMARY KEY,
+    role TEXT NOT NULL,
+    processors INTEGER NOT NULL,
+    started TEXT NOT NULL
+);
 """
+
+#: struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (and padding).
+_FLOCK = "hhqqi4x"
+#: Where the worker locks start in the lease file (past any record id).
+WORKER_LOCKS = 1 << 40
 
 #: Schema 1 kept UIDs per record id and leases in a table; schema 2 keeps
 #: them per mailbox identity (computed from each record's data) and leases
-#: as locks.
+#: as locks.  Schema 3 adds the workers table (created by SCHEMA).
 MIGRATE_1_TO_2 = """
 ALTER TABLE records RENAME TO records_v1;
 ALTER TABLE seen_uids RENAME TO seen_uids_v1;
@@ -127,8 +143,9 @@ ALTER TABLE status RENAME TO status_v1;
 DROP TABLE IF EXISTS leases;
 """
 
-#: Schema 3 counts retrieved messages in each status and keeps the web
-#: interface's passwords and sessions (their tables come from SCHEMA).
+#: Schema 3 counts retrieved messages in each status, keeps the web
+#: interface's passwords and sessions and lists the live workers (their
+#: tables come from SCHEMA).
 MIGRATE_2_TO_3 = """
 ALTER TABLE status ADD COLUMN retrieved INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE status ADD COLUMN retrieved_total INTEGER NOT NULL DEFAULT 0;
@@ -259,7 +276,17 @@ class SqliteStore:
             self._note_removed_mailboxes()
         return kept
 
+    @_failing_as_state_error
+    async def schema_version(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
     # --- retrieval state --------------------------------------------------
+
+    @_failing_as_state_error
+    async def mailboxes_with_state(self) -> list[str]:
+        return [mailbox for (mailbox,) in self._db.execute(
+            "SELECT mailbox FROM seen_uids UNION SELECT mailbox FROM recipients_done "
+            "UNION SELECT mailbox FROM journal ORDER BY mailbox")]
 
     @_failing_as_state_error
     async def seen_uids(self, mailbox: str) -> set[str]:
@@ -346,20 +373,14 @@ class SqliteStore:
 
     @_failing_as_state_error
     async def settle_copies(self, visible: Sequence[PendingCopy], abandoned: Sequence[PendingCopy]) -> None:
-        by_message: dict[tuple[str, str], list[PendingCopy]] = {}
-        for copy in visible:
-            by_message.setdefault((copy.mailbox, copy.uid), []).append(copy)
-        unsettled = {(copy.mailbox, copy.uid) for copy in abandoned}
+        complete, partial = settlement(visible, abandoned)
         with _transaction(self._db):
-            for message, copies in by_message.items():
-                if message not in unsettled and all(copy.completes for copy in copies):
-                    self._db.execute("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", message)
-                    self._forget_progress([message])
-                else:
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
-                        [(*message, copy.recipient) for copy in copies],
-                    )
+            self._db.executemany("INSERT OR IGNORE INTO seen_uids VALUES (?, ?)", complete)
+            self._forget_progress(complete)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO recipients_done VALUES (?, ?, ?)",
+                [(*message, recipient) for message, recipients in partial.items() for recipient in recipients],
+            )
             self._db.executemany(
                 "DELETE FROM journal WHERE mailbox = ? AND uid = ? AND recipient = ?",
                 [(copy.mailbox, copy.uid, copy.recipient) for copy in [*visible, *abandoned]],
@@ -373,6 +394,46 @@ class SqliteStore:
     async def release_lease(self, record_id: int, holder: str) -> None:
         if self._leases is not None:
             self._leases.release(record_id, holder)
+
+    @_failing_as_state_error
+    async def lease_holders(self) -> dict[int, str]:
+        host = socket.gethostname()
+        holders = {}
+        for (rid,) in self._db.execute("SELECT id FROM records ORDER BY id").fetchall():
+            pid = self._leases.holder_pid(rid)
+            if pid is not None:
+                holders[rid] = f"{host}:{pid}"
+        return holders
+
+    # --- workers ------------------------------------------------------------
+
+    @_failing_as_state_error
+    async def announce_worker(self, role: str, processors: int) -> None:
+        self._leases.hold_worker_lock()
+        with _transaction(self._db):
+            self._forget_dead_workers()
+            self._db.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?)",
+                             (os.getpid(), role, processors, dt.datetime.now(dt.timezone.utc).isoformat()))
+
+    def _forget_dead_workers(self) -> None:
+        for (pid,) in self._db.execute("SELECT pid FROM workers").fetchall():
+            if self._leases.holder_pid(WORKER_LOCKS + pid) is None:
+                self._db.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+
+    @_failing_as_state_error
+    async def list_workers(self) -> list[WorkerInfo]:
+        host = socket.gethostname()
+        polling: dict[int, int] = {}
+        for holder in (await self.lease_holders()).values():
+            pid = int(holder.rpartition(":")[2])
+            polling[pid] = polling.get(pid, 0) + 1
+        return [
+            WorkerInfo(name=f"{host}:{pid}", host=host, pid=pid, role=role, started=dt.datetime.fromisoformat(started),
+                       processors=processors, polling=polling.get(pid, 0))
+            for pid, role, processors, started in self._db.execute(
+                "SELECT pid, role, processors, started FROM workers ORDER BY started, pid").fetchall()
+            if self._leases.holder_pid(WORKER_LOCKS + pid) is not None
+        ]
 
     # --- status -------------------------------------------------------------
 
@@ -518,6 +579,7 @@ class _LeaseLocks:
         self.fd = fd
         self.users = 0
         self.holders: dict[int, str] = {}
+        self.worker_locked = False
 
     @classmethod
     def open(cls, path: Path) -> "_LeaseLocks":
@@ -554,6 +616,22 @@ class _LeaseLocks:
                 return
             del self.holders[record_id]
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, record_id)
+
+    def hold_worker_lock(self) -> None:
+        """This process's worker lock (see :data:`WORKER_LOCKS`)."""
+        fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, WORKER_LOCKS + os.getpid())
+        self.worker_locked = True
+
+    def holder_pid(self, offset: int) -> int | None:
+        """The pid of the process holding the lock at ``offset``, or None."""
+        with self._guard:
+            # F_GETLK reports other processes' locks only; this one's are known here.
+            if offset in self.holders or (offset == WORKER_LOCKS + os.getpid() and self.worker_locked):
+                return os.getpid()
+            query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+            l_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(self.fd, fcntl.F_GETLK, query))
+            return None if l_type == fcntl.F_UNLCK else pid
+
 
 
 class _transaction:

@@ -5,14 +5,23 @@ written by a newer rpop is refused."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
 import rpop_storage_sqlite as sqlite_store
 
+from rpopcore.api import (
+    ConfigError,
+    Directory,
+    ModuleSettings,
+    RecordKind,
+    RemoteRecord,
+    SecretRef,
+    StateFailed,
+    record_to_dict,
+)
 from rpopcore.testing.contract import StateStoreContract
-
-from rpopcore.api import ConfigError, RecordKind, RemoteRecord, SecretRef, StateFailed, record_to_dict
 
 # The schema rpop wrote before UIDs belonged to mailboxes.
 SCHEMA_1 = """
@@ -81,17 +90,18 @@ async def test_a_full_disk_is_a_state_failure_naming_the_file(tmp_path):
     await store.close()
 
 
-async def test_a_schema_2_database_gains_retrieved_counts_and_web_tables_keeping_statuses(tmp_path):
+async def test_a_schema_2_database_gains_counts_web_tables_and_workers_keeping_everything(tmp_path):
     path = tmp_path / "rpop.sqlite"
     store = sqlite_store.SqliteStore(path)
     await store.open()
-    (saved,) = await store.replace_configuration(*_empty(), [record("a", "pop.isp.test")])
+    (saved,) = await store.replace_configuration(ModuleSettings(), Directory(), [record("a", "pop.isp.test")])
+    await store.remember_uids(saved.mailbox, ["u1"])
     await store.close()
-    # Take the database back to schema 2: no counts, no web tables.
+    # Take the database back to schema 2: no counts, no web tables, no workers.
     db = sqlite3.connect(path)
     db.execute("INSERT INTO status (record_id, error, detail) VALUES (?, 'timeout', 'slow')", (saved.id,))
     db.executescript(
-        "DROP TABLE web_passwords; DROP TABLE web_sessions;"
+        "DROP TABLE web_passwords; DROP TABLE web_sessions; DROP TABLE workers;"
         "ALTER TABLE status DROP COLUMN retrieved; ALTER TABLE status DROP COLUMN retrieved_total;"
         "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
     )
@@ -99,17 +109,17 @@ async def test_a_schema_2_database_gains_retrieved_counts_and_web_tables_keeping
 
     store = sqlite_store.SqliteStore(path)
     await store.open()
+    assert await store.schema_version() == sqlite_store.SCHEMA_VERSION == 3
+    assert await store.list_records() == [saved] and await store.seen_uids(saved.mailbox) == {"u1"}
     status = await store.load_status(saved.id)
     assert (status.error, status.retrieved, status.retrieved_total) == ("timeout", 0, 0)
     await store.save_web_password("alice@example.test", "$argon2id$x")
     assert await store.load_web_password("alice@example.test") == "$argon2id$x"
+    await store.announce_worker("run", 2)
+    assert [(w.pid, w.role) for w in await store.list_workers()] == [(os.getpid(), "run")]
     await store.close()
 
 
-def _empty():
-    from rpopcore.api import Directory, ModuleSettings
-
-    return ModuleSettings(), Directory()
 class TestSqliteContract(StateStoreContract):
     """The contract every state store passes."""
 
