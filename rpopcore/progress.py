@@ -20,15 +20,6 @@ class PollProgress(Protocol):
     def started(self, record_id: int, mailbox: str, messages: int, octets: int) -> None:
         """The poll found ``messages`` new messages of ``octets`` in all."""
 
-    def _width(self) -> dict:
-        """Follow the terminal's width; a terminal that reports none (a bare
-        pseudo-terminal) gets 100 columns rather than an empty bar."""
-        try:
-            columns = os.get_terminal_size(self.stream.fileno()).columns
-        except (OSError, AttributeError, ValueError):
-            columns = 0
-        return {"dynamic_ncols": True} if columns else {"ncols": 100}
-
     def retrieved(self, record_id: int, octets: int) -> None:
         """One more message of ``octets`` arrived."""
 
