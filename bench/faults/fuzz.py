@@ -59,6 +59,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -789,6 +790,11 @@ class Watchdog(threading.Thread):
         super().__init__(name="fuzz-memory-watchdog", daemon=True)
         self.limit, self.peak, self.tripped = limit, rss(), False
         self.stopped = threading.Event()
+        # interrupt_main() does nothing while SIGINT is ignored, and a shell
+        # ignores it for the commands it starts in the background (nohup,
+        # "&"): without this, a long run started that way had no bound.
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def run(self) -> None:
         while not self.stopped.wait(0.02):

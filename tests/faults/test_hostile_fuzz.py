@@ -73,3 +73,28 @@ async def test_the_rest_of_a_message_ended_early_is_not_delivered_as_the_next_on
     assert {uid for uid in "abc" if any(f"body of {uid}".encode() in m for m in arrived)} >= gone - {"a"}, (
         f"deleted from the server but never delivered: {arrived}; {second}")
     await site.close()
+
+
+# --- the harness's own memory bound ---------------------------------------------
+
+
+def test_the_memory_watchdog_stops_a_case_even_when_sigint_is_ignored():
+    # Given a fuzz process started the way long runs are (in the background,
+    # where the shell has SIGINT ignored) whose memory crosses the bound,
+    import subprocess
+    import sys
+
+    script = ("import time\n"
+              "from bench.faults import fuzz\n"
+              "dog = fuzz.Watchdog(fuzz.rss() - 1)\n"
+              "dog.start()\n"
+              "try:\n"
+              "    time.sleep(5)\n"
+              "    print('not stopped')\n"
+              "except KeyboardInterrupt:\n"
+              "    print('stopped' if dog.tripped else 'interrupted by someone else')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[2],
+                          preexec_fn=lambda: __import__("signal").signal(2, __import__("signal").SIG_IGN))
+    # then the watchdog stops it all the same.
+    assert done.stdout.strip() == "stopped", done.stdout + done.stderr
