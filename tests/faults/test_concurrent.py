@@ -16,7 +16,7 @@ from tests.cli.conftest import json_out
 from tests.cli.test_daemon import start_daemon, stop_daemon
 from tests.faults.test_disk_full import apply, arrived, dovecot_site, letter, poll, post
 
-ROUNDS = 12
+ROUNDS = 6
 LETTERS_PER_ROUND = 20
 
 

@@ -28,8 +28,8 @@ def mailbox(dovecot_factory):
 
 
 @pytest.mark.parametrize("target, leave, kills", [
-    pytest.param("maildir", False, 25, id="maildir-leave-false"),
-    pytest.param("maildir", True, 25, id="maildir-leave-true"),
+    pytest.param("maildir", False, 12, id="maildir-leave-false"),
+    pytest.param("maildir", True, 12, id="maildir-leave-true"),
     pytest.param("lmtp", False, 10, id="lmtp-leave-false"),
     pytest.param("lmtp", True, 10, id="lmtp-leave-true"),
 ])
