@@ -2,12 +2,17 @@
 shared PostgreSQL state store as the number of records grows.
 
 For each size (default 10,000 and 100,000 records) it fills a new database
-on a PostgreSQL it starts (as the tests do), then measures, as a worker
-does them:
+on a PostgreSQL it starts (as the tests do) with records polled hourly,
+half of them polled before and one in a hundred of those on a host that
+failed, every record planned somewhere in the coming hour (as a running
+daemon leaves them), then measures, as a worker does them:
 
-* one *planning look*: every record, every status and the lease holders
-  (``list_records`` + ``load_statuses`` + ``lease_holders``), which the
-  daemon does every few seconds;
+* one *planning look*, as the daemon makes it every few seconds
+  (rpopcore.scheduler): the records due within the next tick through the
+  planning index (``records_to_plan``), their statuses, the statuses that
+  say a host failed and their records, and the lease holders;
+* for comparison, the look before the planning index: every record, every
+  status and the lease holders;
 * one *claim*: take a record's lease, read its status (the check that
   nobody polled it since the plan), give the lease back -- with the
   database round trips each takes.
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import random
 import statistics
 import tempfile
 import sys
@@ -30,19 +37,24 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from bench.harness import machine_info  # noqa: E402
+from bench.harness import print_table  # noqa: E402
+from rpopcore import schedule  # noqa: E402
+from rpopcore.scheduler import PLAN_BATCH, TICK  # noqa: E402
 from rpopcore.model import Directory, ModuleSettings, PollStatus, RecordKind, RemoteRecord, SecretRef  # noqa: E402
 from rpop_storage_postgresql.testing import PostgreSQL  # noqa: E402
 
 #: Round trips of one claim: pg_try_advisory_lock, the status read, pg_advisory_unlock.
 CLAIM_ROUND_TRIPS = 3
-#: Round trips of one planning look: records, statuses, lease holders.
-LOOK_ROUND_TRIPS = 3
+#: Round trips of one planning look: records to plan, their statuses, the
+#: failed hosts' statuses and records, lease holders.
+LOOK_ROUND_TRIPS = 5
+#: Round trips of the look that reads everything: records, statuses, lease holders.
+FULL_LOOK_ROUND_TRIPS = 3
 
 
 def records(count: int) -> list[RemoteRecord]:
     return [RemoteRecord(kind=RecordKind.REMOTE, owner="alice@example.test", account=f"box{n}",
-                         host=f"pop{n % 50}.isp.test", secret=SecretRef("stored", "token"), poll_every=600)
+                         host=f"pop{n % 50}.isp.test", secret=SecretRef("stored", "token"), poll_every=3600)
             for n in range(count)]
 
 
@@ -53,15 +65,33 @@ async def measure(server: PostgreSQL, count: int, repeats: int) -> dict:
     await store.open()
     try:
         saved = await store.replace_configuration(ModuleSettings(), Directory(), records(count))
-        for record in saved[: count // 2]:  # half the records polled before
-            await store.save_status(PollStatus(record.id, error=None))
-        looks = []
+        now = dt.datetime.now(dt.timezone.utc)
+        for n, record in enumerate(saved[: count // 2]):  # half the records polled before, 1 % on a failed host
+            await store.save_status(PollStatus(record.id, last_attempt=now - dt.timedelta(seconds=60),
+                                               error="connect-failed" if n % 100 == 0 else None))
+        spread = random.Random(1)
+        entries = await store.records_to_plan(now + dt.timedelta(days=1), count)
+        now = dt.datetime.now(dt.timezone.utc)  # filling took a while: plan from the time the looks begin
+        await store.plan_records({e.record.id: (now + dt.timedelta(seconds=spread.uniform(0, 3600)), e.stamp)
+                                  for e in entries})
+        looks, due = [], 0
+        for _ in range(repeats):
+            started = time.perf_counter()
+            entries = await store.records_to_plan(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=TICK),
+                                                  PLAN_BATCH)
+            await store.load_statuses([e.record.id for e in entries])
+            failed = await store.statuses_with_error(schedule.HOST_FAILURES)
+            await store.list_records(ids=failed)
+            await store.lease_holders()
+            looks.append(time.perf_counter() - started)
+            due = max(due, len(entries))
+        full_looks = []
         for _ in range(repeats):
             started = time.perf_counter()
             await store.list_records()
             await store.load_statuses()
             await store.lease_holders()
-            looks.append(time.perf_counter() - started)
+            full_looks.append(time.perf_counter() - started)
         claims = []
         for record in saved[:: max(1, count // (repeats * 20))][: repeats * 20]:
             started = time.perf_counter()
@@ -71,8 +101,8 @@ async def measure(server: PostgreSQL, count: int, repeats: int) -> dict:
             claims.append(time.perf_counter() - started)
     finally:
         await store.close()
-    return {"records": count, "look_ms": statistics.median(looks) * 1000,
-            "claim_ms": statistics.median(claims) * 1000}
+    return {"records": count, "look_ms": statistics.median(looks) * 1000, "due": due,
+            "full_look_ms": statistics.median(full_looks) * 1000, "claim_ms": statistics.median(claims) * 1000}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,14 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(size) for size in args.records.split(",")]
     with PostgreSQL() as server:
         rows = [asyncio.run(measure(server, size, args.repeats)) for size in sizes]
-    machine = machine_info(Path(tempfile.gettempdir()))
-    print("Machine: " + ", ".join(f"{key} {value}" for key, value in machine.items()) + "\n")
-    print(f"| records | planning look (ms, {LOOK_ROUND_TRIPS} round trips) | per record (µs) "
-          f"| claim (ms, {CLAIM_ROUND_TRIPS} round trips) |")
-    print("|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['records']:,} | {row['look_ms']:.0f} | {row['look_ms'] * 1000 / row['records']:.1f} "
-              f"| {row['claim_ms']:.2f} |")
+    print_table(Path(tempfile.gettempdir()), [
+        "records", f"records read per look (due within {TICK:g} s)",
+        f"planning look (ms, {LOOK_ROUND_TRIPS} round trips)",
+        f"reading every record instead (ms, {FULL_LOOK_ROUND_TRIPS} round trips)",
+        f"claim (ms, {CLAIM_ROUND_TRIPS} round trips)"],
+        [[f"{row['records']:,}", f"{row['due']:,}", f"{row['look_ms']:.1f}", f"{row['full_look_ms']:,.0f}",
+          f"{row['claim_ms']:.2f}"] for row in rows])
     return 0
 
 

@@ -228,6 +228,16 @@ def machine_info(work: Path) -> dict[str, str]:
     }
 
 
+def print_table(work: Path, headers: list[str], rows: list[list[str]]) -> None:
+    """The machine (with the file system of ``work``) and a Markdown table
+    of figures, right-aligned, as the small benchmarks print them."""
+    print("Machine: " + ", ".join(f"{key} {value}" for key, value in machine_info(work).items()) + "\n")
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---:|" * len(headers))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def to_json(outcome: Outcome) -> str:
     data = {
         "machine": outcome.machine,

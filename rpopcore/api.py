@@ -72,6 +72,7 @@ from rpopcore.model import (
     ModuleSettings,
     Outcome,
     PendingCopy,
+    PlanEntry,
     PollStatus,
     Recipient,
     RecipientOutcome,
@@ -96,7 +97,7 @@ SECTIONS = {
     "Hooks": ["hookimpl"],
     "Values that cross the hooks": [
         "RemoteRecord", "RecordKind", "SecretRef", "ModuleSettings", "Directory", "Domain", "Envelope", "Recipient",
-        "RecipientOutcome", "Outcome", "PollStatus", "PendingCopy",
+        "RecipientOutcome", "Outcome", "PollStatus", "PendingCopy", "PlanEntry",
     ],
     "Errors (raise these, never a driver's own exception)": [
         "RpopError", "ConfigError", "PollError", "AuthFailed", "ConnectFailed", "MechanismUnavailable",

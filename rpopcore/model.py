@@ -298,6 +298,19 @@ class PollStatus:
     retrieved_total: int = 0
 
 
+@attrs.frozen
+class PlanEntry:
+    """A record as the daemon's planning reads it from a state store: when
+    a daemon last worked out it is next due (``planned_for``; None when it
+    has not since the record, its status or the module settings changed),
+    and the *stamp* that changes with each of those, so that a plan worked
+    out from what was read is never written over a newer change."""
+
+    record: RemoteRecord
+    planned_for: _dt.datetime | None
+    stamp: int
+
+
 # --- the web interface -------------------------------------------------------
 
 

@@ -31,6 +31,9 @@ from rpopcore.model import ModuleSettings, PollStatus, RemoteRecord
 START_SPREAD = 20.0
 #: The reasons that mean "later than the record's own schedule".
 DELAYS = ("account-delayed", "host-delayed", "activity-schedule")
+#: The error codes that delay every record on the host (Delay Failed Hosts).
+HOST_FAILURES = tuple(sorted(code for code, cls in ERROR_CODES.items()
+                             if issubclass(cls, PollError) and cls.host_failure))
 
 
 @attrs.frozen

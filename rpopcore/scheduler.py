@@ -1,6 +1,14 @@
 """The daemon: polls each record when it is due (:mod:`rpopcore.schedule`),
 never more than ``processors`` at once, until told to stop.
 
+Each look at the state store reads only the records that are due or whose
+due time is to be worked out (the store's planning index, see
+:meth:`rpopcore.state.StateStore.records_to_plan`), their statuses and the
+statuses that say a host failed: what it costs follows what is due, not
+how many records are stored.  A record found not yet due has its due time
+written back, so it is not read again before then unless it, its status or
+the module settings change.
+
 Several daemons (workers, on one machine or many) may share one state
 store: each plans from the same records and statuses, skips records another
 holds the lease of, and polls a due record only if, once it holds the
@@ -42,6 +50,12 @@ TICK = 5.0
 BUSY_RETRY = TICK
 #: How long a stop waits for polls in progress before cutting them off.
 STOP_GRACE = 60.0
+#: Records read by one look at the state store; when that many came, the
+#: next look follows at once.
+PLAN_BATCH = 1000
+#: The Prometheus record-state gauge reads every record: at most this often
+#: (seconds), so that metrics do not make a look cost what is stored.
+METRICS_RECORDS_EVERY = 10.0
 
 
 def _now() -> dt.datetime:
@@ -67,6 +81,8 @@ class Daemon:
         #: sd_notify (rpopcore.systemd.Notifier), or None.
         self.notifier = notifier
         self._last_ping = 0.0
+        self._metrics_counted = -METRICS_RECORDS_EVERY
+        self.announced: int | None = None  # the processors 'rpop workers' shows for this one
         self.status_line = "starting"
         self._status_sent = ""
 
@@ -76,7 +92,8 @@ class Daemon:
         log.log(logs.MAJOR, "[daemon] started")
         ready = False
         settings = await self.site.store.load_settings()
-        await self.site.announce("run", settings.processors)
+        self.announced = settings.processors
+        await self.site.announce("run", self.announced)
         try:
             while not stop.is_set():
                 delay = await self._start_due(agent, stop)
@@ -115,16 +132,22 @@ class Daemon:
         ctx = await self.site.poll_context(agent, stop, relay=self.relay)
         ctx.metrics = self.metrics
         self._follow_log_level(ctx.settings.log_level)
-        records = [r for r in await store.list_records() if r.poll_every is not None]
-        statuses = await store.load_statuses()
-        # Records another worker (or 'rpop poll') is polling now are skipped
-        # without asking for their lease.
-        leased = await store.lease_holders()
-        delays = schedule.host_delays(records, statuses, ctx.settings)
+        if ctx.settings.processors != self.announced:  # 'rpop workers' shows the limit in force
+            self.announced = ctx.settings.processors
+            await self.site.announce("run", self.announced)
         now = self.clock()
+        # Only what is due by the next tick, or unplanned; records another
+        # worker (or 'rpop poll') is polling now are skipped without asking
+        # for their lease.
+        entries = await store.records_to_plan(now + dt.timedelta(seconds=self.tick), PLAN_BATCH)
+        statuses = await store.load_statuses([entry.record.id for entry in entries])
+        leased = await store.lease_holders()
+        delays = await self.site.host_delays(ctx.settings)
         sleep = self.tick
         plan = []
-        for record in records:
+        later: dict[int, tuple[dt.datetime, int]] = {}
+        for entry in entries:
+            record = entry.record
             if record.id in self.running or record.id in leased:
                 continue
             if self.busy_until.get(record.id, now) > now:
@@ -132,11 +155,20 @@ class Daemon:
                 continue
             status = statuses.get(record.id)
             when = schedule.due(record, status, ctx.settings, self.started, delays)
+            look_again = when.at
             if when.reason == "host-delayed" and (status is None or status.error != "host-delayed"):
                 own = schedule.due(record, status, ctx.settings, self.started, {})
                 if own.at <= now:
                     await self._mark_host_delayed(record, status, when)
+                    continue  # its new status makes it unplanned: the next look plans it
+                look_again = own.at  # to be marked host-delayed when its own time comes
+            if look_again > now and look_again != entry.planned_for:
+                later[record.id] = (look_again, entry.stamp)
             plan.append((when, record))
+        if later:
+            await store.plan_records(later)
+            if len(entries) == PLAN_BATCH:
+                sleep = 0.0  # more may be waiting behind the ones just planned
         plan.sort(key=lambda item: item[0].at)
         for when, record in plan:
             if when.at > now:
@@ -147,18 +179,26 @@ class Daemon:
             planned_on = statuses.get(record.id) or NEVER_POLLED
             self.running[record.id] = asyncio.create_task(self._poll(ctx, record, planned_on), name=f"poll-{record.id}")
         due = sum(1 for when, record in plan if when.at <= now and record.id not in self.running)
-        self.status_line = (f"{len(records)} records enabled, {len(self.running)} polling, {due} due and waiting "
-                            f"for a processor" if due else
-                            f"{len(records)} records enabled, {len(self.running)} polling")
+        self.status_line = (f"{len(self.running)} polling, {due} due and waiting for a processor" if due else
+                            f"{len(self.running)} polling")
         if self.metrics is not None:
-            every = await store.list_records()
-            whens = {record.id: when for when, record in plan}
-            self.metrics.set_records(
-                record_state(r, statuses.get(r.id), whens.get(r.id) or schedule.due(r, statuses.get(r.id), ctx.settings,
-                                                                                   self.started, delays))
-                for r in every)
+            await self._count_records_for_metrics(ctx.settings)
             self.metrics.set_running(len(self.running), ctx.settings.processors)
         return max(sleep, 0.05)
+
+    async def _count_records_for_metrics(self, settings) -> None:
+        """The record-state gauge, from every record: at most every
+        :data:`METRICS_RECORDS_EVERY` seconds."""
+        if time.monotonic() - self._metrics_counted < METRICS_RECORDS_EVERY:
+            return
+        self._metrics_counted = time.monotonic()
+        store = self.site.store
+        every = await store.list_records()
+        statuses = await store.load_statuses()
+        delays = schedule.host_delays(every, statuses, settings)
+        self.metrics.set_records(
+            record_state(r, statuses.get(r.id), schedule.due(r, statuses.get(r.id), settings, self.started, delays))
+            for r in every)
 
     async def _poll(self, ctx, record, planned_on):
         """One poll, timed for the metrics."""

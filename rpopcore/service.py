@@ -369,6 +369,14 @@ class Site:
                                                    for name, value in r.options.items()) for r in records):
             self.keyring.check()
 
+    async def host_delays(self, settings) -> dict[str, dt.datetime]:
+        """Host -> until when no record on it is polled (Delay Failed Hosts),
+        from the statuses that say a host failed, on any record and by any
+        worker: a read of those statuses, not of every record."""
+        failed = await self.store.statuses_with_error(schedule.HOST_FAILURES)
+        records = await self.store.list_records(ids=failed) if failed else []
+        return schedule.host_delays(records, failed, settings)
+
     async def status(self, now: dt.datetime | None = None) -> list[dict]:
         """One row per record: what ``rpop status`` shows, with when it is due
         next (as the daemon would see it if it started now), when it is

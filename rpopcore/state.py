@@ -14,9 +14,19 @@ server.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+import datetime as dt
+from typing import Iterable, Mapping, Protocol, Sequence
 
-from rpopcore.model import Directory, ModuleSettings, PendingCopy, PollStatus, RemoteRecord, WebSession, WorkerInfo
+from rpopcore.model import (
+    Directory,
+    ModuleSettings,
+    PendingCopy,
+    PlanEntry,
+    PollStatus,
+    RemoteRecord,
+    WebSession,
+    WorkerInfo,
+)
 
 #: How long a removed record's mailbox keeps its UIDs (and journal), in
 #: seconds: adding the same mailbox back within it retrieves nothing twice.
@@ -41,8 +51,15 @@ class StateStore(Protocol):
     async def load_directory(self) -> Directory:
         """The local domains, accounts and aliases."""
 
-    async def list_records(self) -> list[RemoteRecord]:
-        """Every record, ordered by id."""
+    async def list_records(self, *, ids: Iterable[int] | None = None, owner: str | None = None
+                           ) -> list[RemoteRecord]:
+        """Every record, ordered by id; only those with these ``ids``, or
+        only those of this ``owner`` (a local address), when given.  Both
+        filters go through an index."""
+
+    async def count_records_by_owner(self) -> dict[str, int]:
+        """Owner (local address) -> how many records name it, for the owners
+        that have any."""
 
     async def get_record(self, record_id: int) -> RemoteRecord | None:
         """One record, or None."""
@@ -143,13 +160,38 @@ class StateStore(Protocol):
         machine, may list only this one)."""
 
     async def save_status(self, status: PollStatus) -> None:
-        """Store the outcome of the latest poll of a record."""
+        """Store the outcome of the latest poll of a record; the record is
+        no longer planned (see :meth:`records_to_plan`)."""
 
     async def load_status(self, record_id: int) -> PollStatus | None:
         """The latest status of one record, or None if never polled."""
 
-    async def load_statuses(self) -> dict[int, PollStatus]:
-        """The latest status of every record that has one."""
+    async def load_statuses(self, ids: Iterable[int] | None = None) -> dict[int, PollStatus]:
+        """The latest status of every record that has one (of those with
+        these ``ids`` when given)."""
+
+    async def statuses_with_error(self, errors: Iterable[str]) -> dict[int, PollStatus]:
+        """The statuses whose error is one of these codes (through an
+        index: the daemon asks for the hosts that failed on every tick)."""
+
+    # --- planning --------------------------------------------------------------
+    #
+    # So that a daemon's look at the store costs what is due, not what is
+    # stored, a store keeps per record when a daemon last worked out it is
+    # next due (rpopcore.schedule decides; the store only keeps the answer).
+    # A record is *unplanned* when it is new or changed, when its status is
+    # saved, and when the module settings change: its due time must then be
+    # worked out again.  A disabled record (no ``poll_every``) is never read.
+
+    async def records_to_plan(self, by: dt.datetime, limit: int) -> list[PlanEntry]:
+        """At most ``limit`` enabled records that are unplanned or planned
+        for ``by`` or earlier: unplanned ones first, then the earliest.
+        Through an index on the planned time."""
+
+    async def plan_records(self, planned: Mapping[int, tuple[dt.datetime, int]]) -> None:
+        """Note when records are next due: record id -> (when, the
+        :attr:`PlanEntry.stamp` it was worked out from).  A record whose
+        stamp changed since (a change, a new status) is left unplanned."""
 
     # --- the web interface (see rpopcore.web) ------------------------------
     #

@@ -343,6 +343,58 @@ class StateStoreContract:
         assert await store.load_statuses() == {r.id: status}
 
 
+    async def test_records_and_statuses_are_read_by_id_owner_and_error(self, store):
+        a, b, c = await store.replace_configuration(ModuleSettings(), Directory(), [
+            record("a"), record("b", owner="bob@example.test"), record("c")])
+        assert await store.list_records(ids=[c.id, a.id]) == [a, c]
+        assert await store.list_records(ids=[]) == []
+        assert await store.list_records(owner="alice@example.test") == [a, c]
+        assert await store.list_records(owner="nobody@example.test") == []
+        assert await store.count_records_by_owner() == {"alice@example.test": 2, "bob@example.test": 1}
+        await store.save_status(PollStatus(a.id, error="connect-failed"))
+        await store.save_status(PollStatus(b.id, error="auth-failed"))
+        await store.save_status(PollStatus(c.id))
+        assert set(await store.load_statuses([b.id, c.id])) == {b.id, c.id}
+        assert set(await store.statuses_with_error(["connect-failed", "timeout"])) == {a.id}
+
+    async def test_planning_reads_unplanned_and_due_records_and_keeps_plans_only_while_nothing_changed(self, store):
+        now = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+        hour = dt.timedelta(hours=1)
+
+        async def to_plan(by=now, limit=100) -> list[tuple[int, dt.datetime | None]]:
+            return [(e.record.id, e.planned_for) for e in await store.records_to_plan(by, limit)]
+
+        # Given three enabled records and a disabled one, never planned,
+        a, b, c, off = await store.replace_configuration(ModuleSettings(), Directory(), [
+            record("a", poll_every=600), record("b", poll_every=600), record("c", poll_every=600),
+            record("off", poll_every=None)])
+        # the enabled ones are all to plan, the disabled one never;
+        assert sorted(await to_plan()) == [(a.id, None), (b.id, None), (c.id, None)]
+        assert len(await to_plan(limit=2)) == 2
+        # once a and b are planned for later, only c is read now, and a an hour on (after c, unplanned);
+        stamps = {e.record.id: e.stamp for e in await store.records_to_plan(now, 100)}
+        await store.plan_records({a.id: (now + hour, stamps[a.id]), b.id: (now + 2 * hour, stamps[b.id])})
+        assert await to_plan() == [(c.id, None)]
+        assert await to_plan(now + hour) == [(c.id, None), (a.id, now + hour)]
+        # applying the same configuration again keeps the plans,
+        await store.replace_configuration(ModuleSettings(), Directory(), [
+            record("a", poll_every=600), record("b", poll_every=600), record("c", poll_every=600),
+            record("off", poll_every=None)])
+        assert await to_plan() == [(c.id, None)]
+        # a new status or a changed record makes it to be planned again,
+        await store.save_status(PollStatus(a.id, last_attempt=now))
+        await store.save_record(attrs.evolve(b, poll_every=60))
+        assert sorted(await to_plan()) == [(a.id, None), (b.id, None), (c.id, None)]
+        # and a plan worked out before such a change is not written over it;
+        await store.plan_records({a.id: (now + hour, stamps[a.id])})
+        assert (a.id, None) in await to_plan()
+        # a change of the module settings makes every enabled record to be planned again.
+        fresh = {e.record.id: e.stamp for e in await store.records_to_plan(now, 100)}
+        await store.plan_records({rid: (now + hour, stamp) for rid, stamp in fresh.items()})
+        assert await to_plan() == []
+        await store.replace_configuration(ModuleSettings(processors=2), Directory(), await store.list_records())
+        assert sorted(rid for rid, _ in await to_plan()) == [a.id, b.id, c.id]
+
     async def test_leases_let_one_holder_poll_a_record_at_a_time(self, store):
         (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])
         assert await store.acquire_lease(r.id, "worker-a", 60)
@@ -362,6 +414,12 @@ class StateStoreContract:
         await store.journal_copies([PendingCopy("a@pop.isp.test", "u3", "alice@example.test", "t1")])
         assert await store.mailboxes_with_state() == ["a@pop.isp.test", "b@pop.isp.test", "c@pop.isp.test"]
         assert await store.schema_version() >= 1
+
+    async def test_announcing_again_changes_this_worker_s_entry_and_adds_none(self, store):
+        await store.announce_worker("run", 3)
+        await store.announce_worker("run", 7)  # 'processors' changed while it runs
+        (worker,) = await store.list_workers()
+        assert (worker.pid, worker.role, worker.processors) == (os.getpid(), "run", 7)
 
     async def test_a_lease_whose_holder_was_killed_is_free_at_once(self, store, store_name, store_options, tmp_path):
         (r,) = await store.replace_configuration(ModuleSettings(), Directory(), [record()])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import attrs
 
@@ -166,12 +166,12 @@ class Operations:
             owner, kind = caller.address, RecordKind.REMOTE.value
         elif owner is not None:
             owner = await self.local_address(owner) or owner.lower()
-        return await self._rows(
-            lambda r: (owner is None or r.owner == owner) and (kind is None or r.kind.value == kind)
-        )
+        store = self.site.store
+        records = await (store.list_records(owner=owner) if owner is not None else store.list_records())
+        return await self._rows([r for r in records if kind is None or r.kind.value == kind])
 
     async def record(self, caller: Caller, record_id: int) -> dict:
-        for row in await self._rows(lambda r: r.id == record_id):
+        for row in await self._rows(await self.site.store.list_records(ids=[record_id])):
             if self._may_see(caller, row):
                 return row
         raise _not_found(record_id)
@@ -291,10 +291,7 @@ class Operations:
         count of their records and their right; and how many match."""
         self._need_admin(caller)
         directory = await self.site.store.load_directory()
-        counts: dict[str, int] = {}
-        for record in await self.site.store.list_records():
-            if record.owner:
-                counts[record.owner] = counts.get(record.owner, 0) + 1
+        counts = await self.site.store.count_records_by_owner()
         search = search.strip().lower()
         found = [
             {"address": f"{account}@{domain.name}", "may_poll": domain.may_poll(account),
@@ -392,17 +389,16 @@ class Operations:
     def _may_see(self, caller: Caller, row: dict) -> bool:
         return caller.admin or (row["kind"] == "remote" and row["owner"] == caller.address)
 
-    async def _rows(self, wanted: Callable[[RemoteRecord], bool]) -> list[dict]:
-        """The records ``wanted`` says, as JSON: the declarative keys, the
-        status and when the next attempt is due."""
+    async def _rows(self, records: list[RemoteRecord]) -> list[dict]:
+        """These records as JSON: the declarative keys, the status and when
+        the next attempt is due (reading their statuses only)."""
         store = self.site.store
         now = dt.datetime.now(dt.timezone.utc)
         settings = await store.load_settings()
-        records = await store.list_records()
-        statuses = await store.load_statuses()
-        delays = schedule.host_delays(records, statuses, settings)
+        statuses = await store.load_statuses([record.id for record in records])
+        delays = await self.site.host_delays(settings)
         rows = []
-        for record in filter(wanted, records):
+        for record in records:
             status = statuses.get(record.id)
             when = schedule.due(record, status, settings, now, delays, spread=0)
             row = status_row(record, status, when, now)

@@ -127,7 +127,7 @@ def test_metrics_and_sd_notify_follow_the_polls(site, rpop, threaded_pop3, tmp_p
         time.sleep(1.2)  # more than one watchdog interval
         lines = hear()
         assert "WATCHDOG=1" in lines
-        assert any(line.startswith("STATUS=2 records enabled") for line in lines)
+        assert any(line.startswith("STATUS=0 polling") for line in lines), lines
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=60)

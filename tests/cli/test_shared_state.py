@@ -8,6 +8,8 @@ import asyncio
 import os
 import socket
 
+from rpop_storage_postgresql import schema as pg_schema
+
 from tests.cli.conftest import json_out
 from tests.cli.test_cli import message, write_decl
 from tests.faults.test_workers import open_store
@@ -57,7 +59,7 @@ def test_status_and_workers_show_who_polls_what(tmp_path, rpop, postgresql_dsn):
     env = {"RPOP_TEST_DSN": postgresql_dsn}
     assert rpop("-c", site / "rpop.toml", "apply", write_decl(site, 1110), env=env).returncode == 0
     migrate = rpop("-c", site / "rpop.toml", "migrate", env=env)
-    assert migrate.returncode == 0 and "schema is at version 2" in migrate.stdout, migrate.stderr
+    assert migrate.returncode == 0 and f"schema is at version {pg_schema.SCHEMA_VERSION}" in migrate.stdout, migrate.stderr
     assert "no rpop process is polling" in rpop("-c", site / "rpop.toml", "workers", env=env).stdout
 
     async def while_this_process_polls(check):

@@ -64,6 +64,7 @@ class LeaseSession:
         self._turn = asyncio.Lock()
         self._watch: asyncio.Task | None = None
         self._worker: tuple[str, int] | None = None  # announced (role, processors)
+        self._worker_id: int | None = None  # its row, while this connection holds its lock
 
     async def start(self) -> None:
         self._watch = asyncio.create_task(self._watchdog(), name="rpop-lease-watchdog")
@@ -100,6 +101,7 @@ class LeaseSession:
         self.lost.update(self.holders.values())
         self.holders.clear()
         conn, self._conn = self._conn, None
+        self._worker_id = None  # its lock went with the connection
         if conn is not None:
             try:
                 await conn.close()
@@ -145,6 +147,9 @@ class LeaseSession:
             self._worker = (role, processors)
             if self._conn is None:
                 await self._connection()  # registers
+            elif self._worker_id is not None:
+                await self._query("UPDATE workers SET role = %s, processors = %s WHERE id = %s",
+                                  (role, processors, self._worker_id))
             else:
                 await self._register(role, processors)
 
@@ -165,6 +170,7 @@ class LeaseSession:
             )
             (worker_id,) = await cursor.fetchone()
             await conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVE_WORKER, worker_id))
+            self._worker_id = worker_id
         except psycopg.Error as exc:
             await self._drop()
             raise StateFailed(f"{self.where}: cannot announce this worker: {_reason(exc)}") from None

@@ -79,6 +79,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX web_sessions_by_address ON web_sessions (address);
     """,
+    # 3: each record's owner and planned time in indexed columns of their own
+    # (the web pages read one owner's records, the daemon the due ones);
+    # the epoch: to be worked out, NULL: disabled.  The failed statuses indexed.
+    """
+    ALTER TABLE records ADD COLUMN owner TEXT;
+    ALTER TABLE records ADD COLUMN planned_for TIMESTAMPTZ;
+    ALTER TABLE records ADD COLUMN plan_stamp INTEGER NOT NULL DEFAULT 0;
+    UPDATE records SET owner = data::jsonb ->> 'owner',
+        planned_for = CASE WHEN jsonb_typeof(data::jsonb -> 'poll_every') = 'number'
+                           THEN 'epoch'::timestamptz END;
+    CREATE INDEX records_by_owner ON records (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX records_by_plan ON records (planned_for) WHERE planned_for IS NOT NULL;
+    CREATE INDEX status_by_error ON status (error) WHERE error IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

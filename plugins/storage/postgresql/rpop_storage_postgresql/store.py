@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import attrs
 import psycopg
@@ -25,6 +25,7 @@ from rpopcore.api import (
     Directory,
     ModuleSettings,
     PendingCopy,
+    PlanEntry,
     PollStatus,
     RemoteRecord,
     StateFailed,
@@ -139,9 +140,19 @@ class PostgresStore:
         return directory_from_dict(data) if data else Directory()
 
     @_failing_as_state_error
-    async def list_records(self) -> list[RemoteRecord]:
-        rows = await self._rows("SELECT id, data FROM records ORDER BY id")
+    async def list_records(self, *, ids: Iterable[int] | None = None, owner: str | None = None
+                           ) -> list[RemoteRecord]:
+        if ids is not None:
+            rows = await self._rows("SELECT id, data FROM records WHERE id = ANY(%s) ORDER BY id", (list(ids),))
+        elif owner is not None:
+            rows = await self._rows("SELECT id, data FROM records WHERE owner = %s ORDER BY id", (owner,))
+        else:
+            rows = await self._rows("SELECT id, data FROM records ORDER BY id")
         return [record_from_dict(json.loads(data), rid) for rid, data in rows]
+
+    @_failing_as_state_error
+    async def count_records_by_owner(self) -> dict[str, int]:
+        return dict(await self._rows("SELECT owner, count(*) FROM records WHERE owner IS NOT NULL GROUP BY owner"))
 
     @_failing_as_state_error
     async def get_record(self, record_id: int) -> RemoteRecord | None:
@@ -158,12 +169,20 @@ class PostgresStore:
     @staticmethod
     async def _save_record(conn, record: RemoteRecord) -> RemoteRecord:
         data = json.dumps(record_to_dict(record), sort_keys=True)
+        planned_for = UNPLANNED if record.poll_every is not None else None
         if record.id is None:
             cursor = await conn.execute(
-                "INSERT INTO records (mailbox, data) VALUES (%s, %s) RETURNING id", (record.mailbox, data))
+                "INSERT INTO records (mailbox, data, owner, planned_for) VALUES (%s, %s, %s, %s) RETURNING id",
+                (record.mailbox, data, record.owner, planned_for))
             (rid,) = await cursor.fetchone()
             return record_from_dict(json.loads(data), rid)
-        await conn.execute("UPDATE records SET mailbox = %s, data = %s WHERE id = %s", (record.mailbox, data, record.id))
+        # Saved unchanged (every 'rpop apply' saves every record), it stays planned.
+        await conn.execute(
+            "UPDATE records SET mailbox = %(mailbox)s, data = %(data)s, owner = %(owner)s, "
+            "planned_for = CASE WHEN data = %(data)s THEN planned_for ELSE %(planned_for)s::timestamptz END, "
+            "plan_stamp = plan_stamp + CASE WHEN data = %(data)s THEN 0 ELSE 1 END WHERE id = %(id)s",
+            {"mailbox": record.mailbox, "data": data, "owner": record.owner, "planned_for": planned_for,
+             "id": record.id})
         return record
 
     @staticmethod
@@ -204,6 +223,9 @@ class PostgresStore:
             # One writer of the configuration at a time: two 'rpop apply' at
             # once must not interleave their keep-or-remove decisions.
             await conn.execute("LOCK TABLE records IN SHARE ROW EXCLUSIVE MODE")
+            cursor = await conn.execute("SELECT value FROM meta WHERE key = 'settings'")
+            row = await cursor.fetchone()
+            settings_changed = (json.loads(row[0]) if row else None) != settings_to_dict(settings)
             await self._set_meta(conn, "settings", settings_to_dict(settings))
             await self._set_meta(conn, "directory", directory_to_dict(directory))
             existing: dict[str, int] = {}
@@ -214,6 +236,9 @@ class PostgresStore:
                     for record in records]
             await conn.execute("DELETE FROM records WHERE NOT (id = ANY(%s))", ([record.id for record in kept],))
             await self._note_removed_mailboxes(conn)
+            if settings_changed:  # delays, windows: every due time is to be worked out again
+                await conn.execute("UPDATE records SET planned_for = %s, plan_stamp = plan_stamp + 1 "
+                                   "WHERE planned_for IS NOT NULL", (UNPLANNED,))
         return kept
 
     # --- retrieval state --------------------------------------------------
@@ -355,7 +380,7 @@ class PostgresStore:
 
     @_failing_as_state_error
     async def save_status(self, status: PollStatus) -> None:
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO status (record_id, last_success, last_attempt, error, detail, retrieved, retrieved_total) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (record_id) DO UPDATE SET "
@@ -365,6 +390,8 @@ class PostgresStore:
                 (status.record_id, status.last_success, status.last_attempt, status.error, status.detail,
                  status.retrieved, status.retrieved_total),
             )
+            await conn.execute("UPDATE records SET planned_for = %s, plan_stamp = plan_stamp + 1 "
+                               "WHERE id = %s AND planned_for IS NOT NULL", (UNPLANNED, status.record_id))
 
     @_failing_as_state_error
     async def load_status(self, record_id: int) -> PollStatus | None:
@@ -372,8 +399,39 @@ class PostgresStore:
         return _status(rows[0]) if rows else None
 
     @_failing_as_state_error
-    async def load_statuses(self) -> dict[int, PollStatus]:
-        return {row[0]: _status(row) for row in await self._rows(f"SELECT {_STATUS_COLUMNS} FROM status")}
+    async def load_statuses(self, ids: Iterable[int] | None = None) -> dict[int, PollStatus]:
+        if ids is None:
+            rows = await self._rows(f"SELECT {_STATUS_COLUMNS} FROM status")
+        else:
+            rows = await self._rows(f"SELECT {_STATUS_COLUMNS} FROM status WHERE record_id = ANY(%s)", (list(ids),))
+        return {row[0]: _status(row) for row in rows}
+
+    @_failing_as_state_error
+    async def statuses_with_error(self, errors: Iterable[str]) -> dict[int, PollStatus]:
+        rows = await self._rows(f"SELECT {_STATUS_COLUMNS} FROM status WHERE error = ANY(%s)", (list(errors),))
+        return {row[0]: _status(row) for row in rows}
+
+    # --- planning ---------------------------------------------------------------
+
+    @_failing_as_state_error
+    async def records_to_plan(self, by: dt.datetime, limit: int) -> list[PlanEntry]:
+        rows = await self._rows(
+            "SELECT id, data, planned_for, plan_stamp FROM records WHERE planned_for <= %s "
+            "ORDER BY planned_for LIMIT %s", (by, limit))
+        return [PlanEntry(record_from_dict(json.loads(data), rid), None if planned == UNPLANNED else _utc(planned),
+                          stamp) for rid, data, planned, stamp in rows]
+
+    @_failing_as_state_error
+    async def plan_records(self, planned: Mapping[int, tuple[dt.datetime, int]]) -> None:
+        if not planned:
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE records SET planned_for = p.at FROM unnest(%s::int[], %s::timestamptz[], %s::int[]) "
+                "AS p(id, at, stamp) WHERE records.id = p.id AND records.plan_stamp = p.stamp "
+                "AND records.planned_for IS NOT NULL",
+                ([rid for rid in planned], [at for at, _ in planned.values()],
+                 [stamp for _, stamp in planned.values()]))
 
     # --- the web interface's passwords and sessions ----------------------------
 
@@ -417,6 +475,10 @@ class PostgresStore:
 
 
 _STATUS_COLUMNS = "record_id, last_success, last_attempt, error, detail, retrieved, retrieved_total"
+
+#: ``planned_for`` of a record whose due time is to be worked out: the
+#: epoch, before every time a plan gives (as in the SQLite store).
+UNPLANNED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:

@@ -5,16 +5,19 @@ connection and are seen by every worker."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import re
 import time
 
+import attrs
 import psycopg
 import pytest
 import rpop_storage_postgresql as pg_store
 from rpop_storage_postgresql import schema
 
 from rpopcore.api import ConfigError, StateFailed
-from rpopcore.api import Directory, ModuleSettings, RecordKind, RemoteRecord, SecretRef
+from rpopcore.api import Directory, ModuleSettings, RecordKind, RemoteRecord, SecretRef, record_to_dict
 
 
 def record(account: str = "a") -> RemoteRecord:
@@ -45,6 +48,7 @@ async def test_an_empty_database_gets_the_whole_schema_and_opening_again_changes
 
 
 async def test_every_earlier_version_is_brought_forward(postgresql_server):
+    enabled, disabled = record("on"), attrs.evolve(record("off"), poll_every=None)
     for start in range(0, schema.SCHEMA_VERSION):
         dsn = postgresql_server.create_database()
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -52,10 +56,18 @@ async def test_every_earlier_version_is_brought_forward(postgresql_server):
                 conn.execute(migration)
             if start:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', %s)", (str(start),))
+                for each in (enabled, disabled):  # as that version wrote them
+                    conn.execute("INSERT INTO records (mailbox, data) VALUES (%s, %s)",
+                                 (each.mailbox, json.dumps(record_to_dict(each), sort_keys=True)))
         store = await opened(dsn)
         try:
             assert await store.schema_version() == schema.SCHEMA_VERSION
-            assert await store.list_records() == []
+            kept = await store.list_records()
+            assert [attrs.evolve(r, id=None) for r in kept] == ([enabled, disabled] if start else [])
+            # Their owner and whether they are planned are read from what they hold.
+            assert len(await store.list_records(owner="alice@example.test")) == len(kept)
+            due = await store.records_to_plan(dt.datetime.now(dt.timezone.utc), 10)
+            assert [e.record.account for e in due] == (["on"] if start else [])
         finally:
             await store.close()
 

@@ -41,7 +41,7 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -52,6 +52,7 @@ from rpopcore.api import (
     Key,
     ModuleSettings,
     PendingCopy,
+    PlanEntry,
     PollStatus,
     RemoteRecord,
     StateFailed,
@@ -69,16 +70,22 @@ from rpopcore.api import (
     settings_to_dict,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     mailbox TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    owner TEXT,
+    -- seconds since the epoch, UNPLANNED (to be worked out) or NULL (disabled)
+    planned_for REAL,
+    plan_stamp INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_by_mailbox ON records (mailbox);
+CREATE INDEX IF NOT EXISTS records_by_owner ON records (owner) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_by_plan ON records (planned_for) WHERE planned_for IS NOT NULL;
 CREATE TABLE IF NOT EXISTS seen_uids (
     mailbox TEXT NOT NULL,
     uid TEXT NOT NULL,
@@ -111,6 +118,7 @@ CREATE TABLE IF NOT EXISTS status (
     retrieved INTEGER NOT NULL DEFAULT 0,
     retrieved_total INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS status_by_error ON status (error) WHERE error IS NOT NULL;
 CREATE TABLE IF NOT EXISTS web_passwords (address TEXT PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS web_sessions (
     key TEXT PRIMARY KEY,
@@ -150,6 +158,19 @@ MIGRATE_2_TO_3 = """
 ALTER TABLE status ADD COLUMN retrieved INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE status ADD COLUMN retrieved_total INTEGER NOT NULL DEFAULT 0;
 """
+
+#: Schema 4 keeps each record's owner and planned time in columns of their
+#: own, indexed: the web pages read one owner's records and the daemon the
+#: due ones without decoding every record (filled by _fill_record_columns).
+MIGRATE_3_TO_4 = """
+ALTER TABLE records ADD COLUMN owner TEXT;
+ALTER TABLE records ADD COLUMN planned_for REAL;
+ALTER TABLE records ADD COLUMN plan_stamp INTEGER NOT NULL DEFAULT 0;
+"""
+
+#: ``planned_for`` of a record whose due time is to be worked out (sorts
+#: before every real time).
+UNPLANNED = 0.0
 
 
 def _failing_as_state_error(method):
@@ -216,9 +237,21 @@ class SqliteStore:
         return directory_from_dict(data) if data else Directory()
 
     @_failing_as_state_error
-    async def list_records(self) -> list[RemoteRecord]:
-        rows = self._db.execute("SELECT id, data FROM records ORDER BY id").fetchall()
+    async def list_records(self, *, ids: Iterable[int] | None = None, owner: str | None = None
+                           ) -> list[RemoteRecord]:
+        if ids is not None:
+            rows = [row for chunk in _chunks(sorted(set(ids))) for row in self._db.execute(
+                f"SELECT id, data FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk)]
+            rows.sort()
+        elif owner is not None:
+            rows = self._db.execute("SELECT id, data FROM records WHERE owner = ? ORDER BY id", (owner,)).fetchall()
+        else:
+            rows = self._db.execute("SELECT id, data FROM records ORDER BY id").fetchall()
         return [record_from_dict(json.loads(data), rid) for rid, data in rows]
+
+    @_failing_as_state_error
+    async def count_records_by_owner(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT owner, count(*) FROM records WHERE owner IS NOT NULL GROUP BY owner"))
 
     @_failing_as_state_error
     async def get_record(self, record_id: int) -> RemoteRecord | None:
@@ -234,10 +267,17 @@ class SqliteStore:
 
     def _save_record(self, record: RemoteRecord) -> RemoteRecord:
         data = json.dumps(record_to_dict(record), sort_keys=True)
+        owner, planned_for = _record_columns(record)
         if record.id is None:
-            cursor = self._db.execute("INSERT INTO records (mailbox, data) VALUES (?, ?)", (record.mailbox, data))
+            cursor = self._db.execute("INSERT INTO records (mailbox, data, owner, planned_for) VALUES (?, ?, ?, ?)",
+                                      (record.mailbox, data, owner, planned_for))
             return record_from_dict(json.loads(data), cursor.lastrowid)
-        self._db.execute("UPDATE records SET mailbox = ?, data = ? WHERE id = ?", (record.mailbox, data, record.id))
+        # Saved unchanged (every 'rpop apply' saves every record), it stays planned.
+        self._db.execute(
+            "UPDATE records SET mailbox = ?, data = ?, owner = ?, "
+            "planned_for = CASE WHEN data = ? THEN planned_for ELSE ? END, "
+            "plan_stamp = plan_stamp + (data != ?) WHERE id = ?",
+            (record.mailbox, data, owner, data, planned_for, data, record.id))
         return record
 
     def _note_removed_mailboxes(self) -> None:
@@ -262,6 +302,7 @@ class SqliteStore:
         self, settings: ModuleSettings, directory: Directory, records: Sequence[RemoteRecord]
     ) -> list[RemoteRecord]:
         with _transaction(self._db):
+            settings_changed = self._meta("settings") != settings_to_dict(settings)
             self._set_meta("settings", settings_to_dict(settings))
             self._set_meta("directory", directory_to_dict(directory))
             existing: dict[str, int] = {}
@@ -274,6 +315,9 @@ class SqliteStore:
                 [(rid,) for (rid,) in self._db.execute("SELECT id FROM records").fetchall() if rid not in kept_ids],
             )
             self._note_removed_mailboxes()
+            if settings_changed:  # delays, windows: every due time is to be worked out again
+                self._db.execute(f"UPDATE records SET planned_for = {UNPLANNED}, plan_stamp = plan_stamp + 1 "
+                                 "WHERE planned_for IS NOT NULL")
         return kept
 
     @_failing_as_state_error
@@ -439,11 +483,14 @@ class SqliteStore:
 
     @_failing_as_state_error
     async def save_status(self, status: PollStatus) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO status ({_STATUS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (status.record_id, _time(status.last_success), _time(status.last_attempt), status.error, status.detail,
-             status.retrieved, status.retrieved_total),
-        )
+        with _transaction(self._db):
+            self._db.execute(
+                f"INSERT OR REPLACE INTO status ({_STATUS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (status.record_id, _time(status.last_success), _time(status.last_attempt), status.error,
+                 status.detail, status.retrieved, status.retrieved_total),
+            )
+            self._db.execute(f"UPDATE records SET planned_for = {UNPLANNED}, plan_stamp = plan_stamp + 1 "
+                             "WHERE id = ? AND planned_for IS NOT NULL", (status.record_id,))
 
     @_failing_as_state_error
     async def load_status(self, record_id: int) -> PollStatus | None:
@@ -451,8 +498,35 @@ class SqliteStore:
         return _status(row) if row else None
 
     @_failing_as_state_error
-    async def load_statuses(self) -> dict[int, PollStatus]:
-        return {row[0]: _status(row) for row in self._db.execute(f"SELECT {_STATUS_COLUMNS} FROM status")}
+    async def load_statuses(self, ids: Iterable[int] | None = None) -> dict[int, PollStatus]:
+        if ids is None:
+            return {row[0]: _status(row) for row in self._db.execute(f"SELECT {_STATUS_COLUMNS} FROM status")}
+        return {row[0]: _status(row) for chunk in _chunks(sorted(set(ids))) for row in self._db.execute(
+            f"SELECT {_STATUS_COLUMNS} FROM status WHERE record_id IN ({','.join('?' * len(chunk))})", chunk)}
+
+    @_failing_as_state_error
+    async def statuses_with_error(self, errors: Iterable[str]) -> dict[int, PollStatus]:
+        codes = sorted(set(errors))
+        return {row[0]: _status(row) for row in self._db.execute(
+            f"SELECT {_STATUS_COLUMNS} FROM status WHERE error IN ({','.join('?' * len(codes))})", codes)}
+
+    # --- planning ---------------------------------------------------------------
+
+    @_failing_as_state_error
+    async def records_to_plan(self, by: dt.datetime, limit: int) -> list[PlanEntry]:
+        rows = self._db.execute(
+            "SELECT id, data, planned_for, plan_stamp FROM records WHERE planned_for <= ? "
+            "ORDER BY planned_for LIMIT ?", (by.timestamp(), limit)).fetchall()
+        return [PlanEntry(record_from_dict(json.loads(data), rid),
+                          None if planned == UNPLANNED else dt.datetime.fromtimestamp(planned, dt.timezone.utc), stamp)
+                for rid, data, planned, stamp in rows]
+
+    @_failing_as_state_error
+    async def plan_records(self, planned: Mapping[int, tuple[dt.datetime, int]]) -> None:
+        with _transaction(self._db):
+            self._db.executemany(
+                "UPDATE records SET planned_for = ? WHERE id = ? AND plan_stamp = ? AND planned_for IS NOT NULL",
+                [(max(when.timestamp(), UNPLANNED + 1), rid, stamp) for rid, (when, stamp) in planned.items()])
 
     # --- the web interface ----------------------------------------------------
 
@@ -510,10 +584,26 @@ def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
     if version == 1:
         _run_script(db, MIGRATE_1_TO_2 + SCHEMA)
         _copy_schema_1(db)
-    elif version == 2:
+    if version == 2:
         _run_script(db, MIGRATE_2_TO_3)
+    if version in (2, 3):
+        _run_script(db, MIGRATE_3_TO_4)
     _run_script(db, SCHEMA)
+    if row is not None:
+        _fill_record_columns(db)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _fill_record_columns(db: sqlite3.Connection) -> None:
+    """Owner and planned time of records written by an older schema."""
+    db.executemany("UPDATE records SET owner = ?, planned_for = ? WHERE id = ?", [
+        (*_record_columns(record_from_dict(json.loads(data), rid)), rid)
+        for rid, data in db.execute("SELECT id, data FROM records").fetchall()])
+
+
+def _record_columns(record: RemoteRecord) -> tuple[str | None, float | None]:
+    """The owner and the planned time a new or changed record starts with."""
+    return record.owner, (UNPLANNED if record.poll_every is not None else None)
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -646,6 +736,12 @@ class _transaction:
             self.db.execute("COMMIT")
         elif self.db.in_transaction:
             self.db.execute("ROLLBACK")
+
+
+def _chunks(values: list, size: int = 500) -> Iterable[list]:
+    """``values`` in pieces small enough for one statement's parameters."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _time(moment: dt.datetime | None) -> str | None:

@@ -4,6 +4,7 @@ written by a newer rpop is refused."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -97,20 +98,26 @@ async def test_a_schema_2_database_gains_counts_web_tables_and_workers_keeping_e
     (saved,) = await store.replace_configuration(ModuleSettings(), Directory(), [record("a", "pop.isp.test")])
     await store.remember_uids(saved.mailbox, ["u1"])
     await store.close()
-    # Take the database back to schema 2: no counts, no web tables, no workers.
+    # Take the database back to schema 2: no counts, no web tables, no workers,
+    # no owner or planned time of its own.
     db = sqlite3.connect(path)
     db.execute("INSERT INTO status (record_id, error, detail) VALUES (?, 'timeout', 'slow')", (saved.id,))
     db.executescript(
         "DROP TABLE web_passwords; DROP TABLE web_sessions; DROP TABLE workers;"
         "ALTER TABLE status DROP COLUMN retrieved; ALTER TABLE status DROP COLUMN retrieved_total;"
+        "DROP INDEX records_by_owner; DROP INDEX records_by_plan; DROP INDEX status_by_error;"
+        "ALTER TABLE records DROP COLUMN owner; ALTER TABLE records DROP COLUMN planned_for;"
+        "ALTER TABLE records DROP COLUMN plan_stamp;"
         "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
     )
     db.close()
 
     store = sqlite_store.SqliteStore(path)
     await store.open()
-    assert await store.schema_version() == sqlite_store.SCHEMA_VERSION == 3
+    assert await store.schema_version() == sqlite_store.SCHEMA_VERSION == 4
     assert await store.list_records() == [saved] and await store.seen_uids(saved.mailbox) == {"u1"}
+    assert await store.list_records(owner=saved.owner) == [saved]
+    assert [e.record for e in await store.records_to_plan(dt.datetime.now(dt.timezone.utc), 10)] == [saved]
     status = await store.load_status(saved.id)
     assert (status.error, status.retrieved, status.retrieved_total) == ("timeout", 0, 0)
     await store.save_web_password("alice@example.test", "$argon2id$x")
