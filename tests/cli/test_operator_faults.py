@@ -79,6 +79,16 @@ def test_a_state_path_that_cannot_be_created_or_written_names_the_key(site, read
         assert str(site / "state" / "rpop.sqlite") in line and "give a path in a folder" in line, line
 
 
+def test_a_state_path_holding_a_nul_character_is_bad_input_naming_the_key(site):
+    # Given a site file whose [state] path has a NUL in it (a TOML escape),
+    site_file = with_state_path(site, "state\\u0000.sqlite")
+    # when a command opens the site, then it is refused in one line naming the key, with exit 2.
+    result = run_rpop("-c", site_file, "status")
+    line = one_line(result)
+    assert result.returncode == 2, result
+    assert "[state]" in line and "'path'" in line and "NUL" in line, line
+
+
 def test_init_into_a_folder_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "blocker").write_text("a file, not a folder\n")
     line = one_line(run_rpop("init", tmp_path / "blocker" / "site"))

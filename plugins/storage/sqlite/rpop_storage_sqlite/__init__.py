@@ -62,6 +62,7 @@ from rpopcore.api import (
     directory_from_dict,
     directory_to_dict,
     hookimpl,
+    file_path,
     non_empty_string,
     read_table,
     record_from_dict,
@@ -773,8 +774,13 @@ def _create_private(path: Path) -> None:
     os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
+def _database_path(value) -> str:
+    """``[state] path``: a file name, not empty, without NUL."""
+    return file_path(non_empty_string(value))
+
+
 def make_store(options, base_dir: Path) -> SqliteStore:
-    values = read_table(dict(options), {"path": Key(non_empty_string, "rpop.sqlite")}, "[state]")
+    values = read_table(dict(options), {"path": Key(_database_path, "rpop.sqlite")}, "[state]")
     path = base_dir / values["path"]
     # A path that cannot hold the database is the site file's mistake: said
     # now, naming the key, rather than as a database error when it opens.
