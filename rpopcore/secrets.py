@@ -8,15 +8,20 @@ import os
 import stat
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING
 
 from rpopcore import errors
 from rpopcore.model import SecretRef
+
+if TYPE_CHECKING:  # cryptography is imported when a secret is sealed or read, not by every command
+    from cryptography.fernet import Fernet, MultiFernet
 
 
 def create_key_file(path: Path) -> None:
     """Write a new key readable by its owner only (mode 0600), durably; a
     key that cannot be written whole (a full disk) leaves no file behind."""
+    from cryptography.fernet import Fernet
+
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -29,6 +34,8 @@ def create_key_file(path: Path) -> None:
 
 
 def _read_key(path: Path) -> Fernet:
+    from cryptography.fernet import Fernet
+
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -109,7 +116,7 @@ class Keyring:
             for extra in (self.next_file, self.previous_file):
                 if extra.exists():
                     keys.append(_read_key(extra))
-            self._all = MultiFernet(keys)
+            self._all = _multi(keys)
         return self._all
 
     def check(self) -> None:
@@ -131,6 +138,8 @@ class Keyring:
             return value
         if ref.source == "file":
             return _read_password_file(ref.value)
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._any_key().decrypt(ref.value.encode()).decode()
         except errors.ConfigError as exc:
@@ -140,6 +149,12 @@ class Keyring:
                 f"a stored password cannot be decrypted with {self.key_file}: the key file changed; "
                 "restore it, or apply the passwords again"
             ) from None
+
+
+def _multi(keys: list[Fernet]) -> MultiFernet:
+    from cryptography.fernet import MultiFernet
+
+    return MultiFernet(keys)
 
 
 def rotate(keyring: Keyring, reseal) -> int:
@@ -156,7 +171,7 @@ def rotate(keyring: Keyring, reseal) -> int:
             keyring.next_file.unlink()
         create_key_file(keyring.next_file)
         fresh = Keyring(keyring.next_file)
-        fresh._all = MultiFernet([fresh._key()])
+        fresh._all = _multi([fresh._key()])
         count = await reseal(fresh)
         if keyring.previous_file.exists():
             keyring.previous_file.unlink()

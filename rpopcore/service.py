@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import attrs
 import pluggy
@@ -17,14 +17,15 @@ from rpopcore import activity, errors, logs, schedule
 from rpopcore.config.declarative import PASSWORD_KEYS, RECORD_KEYS, Declaration, check_declaration, check_record, read_declaration
 from rpopcore.config.export import export
 from rpopcore.config.site import SiteConfig, load_site
-from rpopcore.delivery import DeliveryAgent
-from rpopcore.bounces import Bouncer
 from rpopcore.model import ModuleSettings, PollResult, PollStatus, RemoteRecord, SecretRef, split_host
 from rpopcore.plugins import contributions, install_hint, plugin_manager, record_options
 from rpopcore.records import check_user_limits
-from rpopcore.retrieval import PollContext, poll_record
 from rpopcore.secrets import Keyring, rotate
 from rpopcore.state import StateStore
+
+if TYPE_CHECKING:  # imported when a poll is made: a command that polls nothing starts without them
+    from rpopcore.delivery import DeliveryAgent
+    from rpopcore.retrieval import PollContext
 
 log = logging.getLogger("rpop.service")
 
@@ -280,6 +281,9 @@ class Site:
         self, agent: DeliveryAgent, stop: asyncio.Event | None = None, relay: DeliveryAgent | None = None,
         progress=None,
     ) -> PollContext:
+        from rpopcore.bounces import Bouncer
+        from rpopcore.retrieval import PollContext
+
         directory = await self.store.load_directory()
         main = directory.main_domain
         return PollContext(
@@ -305,13 +309,16 @@ class Site:
         the records named (disabled or not).  ``progress``
         (:class:`rpopcore.progress.PollProgress`) is told of each message."""
         records = await self._chosen_records(record_ids)
+        if not records:  # said without loading what polling needs
+            refuse_stopped(await self.store.load_settings())
+            return []
+        from rpopcore.retrieval import poll_record
+
         agent = self.delivery_agent()
         relay = self.relay_agent()
         try:
             ctx = await self.poll_context(agent, relay=relay, progress=progress)
-            if ctx.settings.processors == 0:
-                raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
-            refuse_outside_schedule(ctx.settings)
+            refuse_stopped(ctx.settings)
             await self.announce("poll", ctx.settings.processors)
             gate = asyncio.Semaphore(ctx.settings.processors)
 
@@ -503,6 +510,14 @@ def _same_secret(keyring: Keyring, stored: SecretRef, given: SecretRef) -> bool:
         return keyring.reveal(stored) == keyring.reveal(given)
     except errors.SecretUnavailable:
         return False
+
+
+def refuse_stopped(settings, now: dt.datetime | None = None) -> None:
+    """``poll --once`` refuses when polling is stopped: ``processors = 0``,
+    or outside the activity schedule (a refusal by policy: exit 2)."""
+    if settings.processors == 0:
+        raise errors.ConfigError("processors = 0 in [rpop]: polling is stopped; set processors to 1 or more")
+    refuse_outside_schedule(settings, now)
 
 
 def refuse_outside_schedule(settings, now: dt.datetime | None = None) -> None:

@@ -145,4 +145,6 @@ def cheap_password_hashes(monkeypatch):
 
     cheap = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     monkeypatch.setattr(rpop_web_password, "_HASHER", cheap)
-    monkeypatch.setattr(rpop_web_password, "_UNUSED_HASH", cheap.hash("an address without a web password"))
+    rpop_web_password._unused_hash.cache_clear()  # made again, with the cheap parameters
+    yield
+    rpop_web_password._unused_hash.cache_clear()

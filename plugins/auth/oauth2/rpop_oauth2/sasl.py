@@ -26,10 +26,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from typing import TYPE_CHECKING
 
 from rpop_oauth2.account import OAuth2Account
 from rpop_oauth2.tokens import CACHE, AccessToken, TokenCache, log_safe
-from rpopcore.api import LINK, PROBLEM, PROTOCOL, AuthContext, AuthFailed, MechanismUnavailable, Pop3Client
+from rpopcore.api import LINK, PROBLEM, PROTOCOL, AuthFailed, MechanismUnavailable
+
+if TYPE_CHECKING:  # loading the plugin must not load the POP3 client: every command would pay for it
+    from rpopcore.api import AuthContext, Pop3Client
 
 #: RFC 5034 section 4: the AUTH command, CRLF included, is at most 255 octets;
 #: an initial response that would make it longer is not sent.

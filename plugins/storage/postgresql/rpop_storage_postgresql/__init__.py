@@ -20,12 +20,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rpopcore.api import ConfigError, Key, StateFailed, duration, hookimpl, integer, non_empty_string, read_table
 
-from .store import PostgresStore
+if TYPE_CHECKING:
+    from .store import PostgresStore
 
 __all__ = ["PostgresStore", "make_store"]
+
+
+def __getattr__(name: str):
+    # psycopg is imported when a site uses this store, not whenever rpop
+    # loads its plugins: every command of an SQLite site would pay 0.1 s.
+    if name == "PostgresStore":
+        from .store import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(name)
 
 KEYS = {
     "dsn": Key(non_empty_string, None),
@@ -54,6 +66,8 @@ def make_store(options, base_dir: Path) -> PostgresStore:
         raise ConfigError("[state] key 'lease_timeout': expected from 5s to 1h")
     if values["pool_size"] < 1:
         raise ConfigError("[state] key 'pool_size': expected 1 or more")
+    from .store import PostgresStore
+
     return PostgresStore(dsn, describe(dsn), values["lease_timeout"], values["pool_size"])
 
 

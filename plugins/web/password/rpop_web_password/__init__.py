@@ -11,6 +11,7 @@ tell which addresses have passwords.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import argon2
 
@@ -20,7 +21,14 @@ from rpopcore.api import hookimpl
 # 3 passes): about 50 ms a check, run in a worker thread so that a sign-in
 # does not stall every poll of the event loop meanwhile.
 _HASHER = argon2.PasswordHasher()
-_UNUSED_HASH = _HASHER.hash("an address without a web password")
+
+
+@functools.cache
+def _unused_hash() -> str:
+    """A hash to check a password against for an address without one.
+    Made at the first such sign-in, not when the plugin loads: every
+    command loads it, and a hash costs as much as a check."""
+    return _HASHER.hash("an address without a web password")
 
 #: Shorter passwords are refused by ``rpop passwd``.
 MIN_LENGTH = 8
@@ -34,7 +42,7 @@ class PasswordAuthenticator:
     async def authenticate(self, address: str, password: str, store) -> bool:
         stored = await store.load_web_password(address)
         try:
-            await asyncio.to_thread(_HASHER.verify, stored or _UNUSED_HASH, password)
+            await asyncio.to_thread(_HASHER.verify, stored or _unused_hash(), password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
         if stored is None:
